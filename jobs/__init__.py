@@ -1,0 +1,1 @@
+"""Thin ``ray job submit`` entrypoints: parse args → load config → call one pipelines function → print JSON."""

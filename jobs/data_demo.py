@@ -1,0 +1,24 @@
+"""Build the offline demo datasets (edges2photo, photo2winter, styles) from photos shipped in the
+scikit-image and scikit-learn wheels."""
+
+import argparse
+import sys
+from dataclasses import asdict
+
+from jobs._run import run
+from pipelines.demo_data import build_demo
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="i2i data demo", description=__doc__)
+    parser.add_argument("--out", required=True, help="local folder to write the three datasets into")
+    parser.add_argument("--tile-size", type=int, default=64, help="tile size in pixels (64-128 recommended)")
+    parser.add_argument("--max-per-photo", type=int, default=60, help="at most this many tiles per photo")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    return run(lambda: asdict(build_demo(args.out, tile_size=args.tile_size,
+                                         max_per_photo=args.max_per_photo, seed=args.seed)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""Shard a dataset into WebDataset tars + manifest.
+
+    ray job submit --working-dir . -- python -m jobs.shard --config jobs/configs/quickstart.yaml
+"""
+
+import argparse
+import sys
+
+from jobs._run import run
+from pipelines.config import add_config_args, load_config
+from pipelines.shard import result_dict, run_shard
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="i2i shard", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(parser)
+    args = parser.parse_args(argv)
+
+    def step() -> dict:
+        cfg = load_config(args.config, args.overrides)
+        shard_cfg = cfg.require("shard")
+        return result_dict(run_shard(shard_cfg, ray_config=cfg.ray, resolved_config=cfg.model_dump()))
+
+    return run(step)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

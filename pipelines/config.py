@@ -1,0 +1,75 @@
+"""The pipeline's config: typed sections composed into one document, read from YAML at the job edge.
+
+``--config FILE`` plus dotted overrides ``--set shard.num_shards=8`` (values parsed as YAML). An unknown key, a wrong
+type or a missing required value is rejected before any work starts, naming the key and the valid choices.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from pipelines.cluster import RayConfig
+from pipelines.errors import ConfigError
+from pipelines.schema import StrictModel, validate
+from pipelines.shard import ShardConfig
+
+
+class PipelineConfig(StrictModel):
+    ray: RayConfig = RayConfig()
+    shard: ShardConfig | None = None
+
+    def require(self, section: str):
+        value = getattr(self, section)
+        if value is None:
+            raise ConfigError(f"missing required section '{section}' in the config")
+        return value
+
+
+def apply_override(data: dict, assignment: str) -> None:
+    """Apply one ``a.b.c=value`` assignment to a nested dict (value parsed as YAML)."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {assignment!r} must look like section.key=value")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {assignment!r}: value is not valid YAML ({err})") from None
+    node = data
+    parts = key.strip().split(".")
+    for i, part in enumerate(parts[:-1]):
+        nxt = node.setdefault(part, {})
+        if nxt is None:
+            nxt = node[part] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"override {assignment!r}: '{'.'.join(parts[: i + 1])}' is a value, not a section")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def load_dict(path: str | Path | None, overrides: list[str] = ()) -> dict:
+    data: dict = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(data).__name__}")
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> PipelineConfig:
+    return validate(PipelineConfig, load_dict(path, overrides))
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="YAML config (see jobs/configs/)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="dotted override, e.g. --set shard.num_shards=8 (repeatable)")

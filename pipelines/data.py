@@ -1,0 +1,157 @@
+"""Read sharded datasets back: manifest → verified shard list → Ray Dataset → batches of float tensors in [-1, 1].
+
+Only shards the manifest lists are read, and by default each is hashed against the manifest first (a mismatch is
+refused with :class:`ShardIntegrityError`). Inside a shard, a sample that does not decode is skipped, logged and
+counted (``ShardDataset.skipped()``), never fatal.
+
+Augmentation (random crop + horizontal flip) happens on the training worker, on tensors, from a seeded
+``torch.Generator``: a pair gets the *same* crop and flip for input and target; everything is deterministic for a
+given seed. Unpaired domains are read as separate datasets, each shuffled with its own seed.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from pipelines import storage
+from pipelines.manifest import IMAGE_COLUMNS, PAIRED_COLUMNS, Manifest, base_uri, read_manifest, verify
+
+log = logging.getLogger(__name__)
+
+
+def _skip_log_class():
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class SkipLog:
+        """Collects (shard, key, reason) of samples that failed to decode, across tasks and epochs."""
+
+        def __init__(self):
+            self.seen: dict[tuple[str, str], str] = {}
+
+        def add(self, items: list[tuple[str, str, str]]) -> None:
+            for url, key, reason in items:
+                self.seen[(url, key)] = reason
+
+        def items(self) -> list[tuple[str, str, str]]:
+            return [(u, k, r) for (u, k), r in sorted(self.seen.items())]
+
+    return SkipLog
+
+
+def _decode_png(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+def _decode_batch(batch: dict, *, paired: bool, domain_index: int | None, skip_log) -> dict:
+    """bytes columns → uint8 HWC arrays; undecodable samples are dropped and reported to ``skip_log``."""
+    out: dict[str, list] = {"key": []}
+    names = ("input", "target") if paired else ("image",)
+    for n in names:
+        out[n] = []
+    if not paired:
+        out["domain"] = []
+    bad = []
+    for i, key in enumerate(batch["__key__"]):
+        try:
+            if paired:
+                arrays = [_decode_png(batch[c][i]) for c in PAIRED_COLUMNS]
+            else:
+                label = int(bytes(batch[IMAGE_COLUMNS[1]][i]).decode())
+                if domain_index is not None and label != domain_index:
+                    continue
+                arrays = [_decode_png(batch[IMAGE_COLUMNS[0]][i])]
+        except Exception as err:  # noqa: BLE001 - any decode failure of one sample is a skip, not a crash
+            bad.append((str(batch["__url__"][i]), str(key), f"{type(err).__name__}: {err}"))
+            continue
+        out["key"].append(str(key))
+        for n, a in zip(names, arrays):
+            out[n].append(a)
+        if not paired:
+            out["domain"].append(label)
+    if bad:
+        log.warning("skipping %d undecodable samples, e.g. %s", len(bad), bad[0])
+        import ray
+
+        ray.get(skip_log.add.remote(bad))
+    result = {k: np.asarray(v) if v else np.zeros((0,), np.uint8) for k, v in out.items()}
+    if "domain" in result:
+        result["domain"] = result["domain"].astype(np.int64)
+    return result
+
+
+@dataclass
+class ShardDataset:
+    dataset: "ray.data.Dataset"  # noqa: F821 - columns: key, input/target (paired) or image/domain, uint8 HWC
+    manifest: Manifest
+    split: str
+    domain: str | None
+    _skip_log: object
+
+    def skipped(self) -> list[tuple[str, str, str]]:
+        """(shard URL, key, reason) of every sample skipped so far because it did not decode."""
+        import ray
+
+        return ray.get(self._skip_log.items.remote())
+
+
+def read_split(manifest: str, split: str, *, domain: str | None = None, seed: int | None = None,
+               verify_shards: bool = True) -> ShardDataset:
+    """A Ray Dataset over one split (optionally one domain) of a sharded dataset.
+
+    ``seed`` shuffles the shard order deterministically (and differently each epoch); with ``seed=None`` the order
+    is the manifest's. Execution preserves order so the same seed gives the same stream.
+    """
+    import ray
+    from ray.data.datasource import FileShuffleConfig
+
+    m = read_manifest(manifest)
+    base = base_uri(manifest)
+    uris = verify(m, base, split) if verify_shards else m.shard_uris(base, split)
+    domain_index = None
+    if domain is not None:
+        if domain not in m.domains:
+            raise ValueError(f"dataset '{m.dataset}' has no domain '{domain}'; it has: {', '.join(m.domains)}")
+        domain_index = m.domains.index(domain)
+    fs, _ = storage.resolve(uris[0])
+    paths = [storage.resolve(u)[1] for u in uris]
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    shuffle = FileShuffleConfig(seed=seed, reseed_after_execution=True) if seed is not None else None
+    skip_log = _skip_log_class().remote()
+    ds = ray.data.read_webdataset(paths, filesystem=fs, decoder=None, shuffle=shuffle).map_batches(
+        _decode_batch, batch_format="numpy", zero_copy_batch=False,
+        fn_kwargs={"paired": m.data_mode == "paired", "domain_index": domain_index, "skip_log": skip_log},
+    )
+    return ShardDataset(ds, m, split, domain, skip_log)
+
+
+def to_model_batch(batch: dict[str, torch.Tensor], *, crop_size: int | None = None, flip: bool = False,
+                   generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """uint8 NHWC image columns → float NCHW in [-1, 1], with the same random crop/flip per sample for every image
+    column of that sample (so an input/target pair stays aligned). Other columns pass through."""
+    images = {k: v for k, v in batch.items() if k in ("input", "target", "image")}
+    out = {k: v for k, v in batch.items() if k not in images}
+    if not images:
+        return out
+    first = next(iter(images.values()))
+    n, h, w = first.shape[0], first.shape[1], first.shape[2]
+    size = crop_size or min(h, w)
+    if size > min(h, w):
+        raise ValueError(f"crop_size {size} is larger than the stored images ({h}x{w}); re-shard with a larger load_size")
+    ys = torch.randint(0, h - size + 1, (n,), generator=generator)
+    xs = torch.randint(0, w - size + 1, (n,), generator=generator)
+    flips = torch.rand(n, generator=generator) < 0.5 if flip else torch.zeros(n, dtype=torch.bool)
+    for k, v in images.items():
+        crops = [v[i, ys[i] : ys[i] + size, xs[i] : xs[i] + size] for i in range(n)]
+        x = torch.stack([c.flip(1) if f else c for c, f in zip(crops, flips)])
+        out[k] = x.permute(0, 3, 1, 2).float().div(127.5).sub(1.0).contiguous()
+    return out

@@ -1,0 +1,21 @@
+"""The errors a user can act on. Jobs print their message (no traceback) and exit non-zero."""
+
+
+class I2IError(Exception):
+    """Base class: a problem with the user's input, configuration or environment."""
+
+
+class ConfigError(I2IError):
+    """An unknown key, a wrong type or a missing value in a config file or ``--set`` override."""
+
+
+class StorageError(I2IError):
+    """Object storage could not be reached or a URI could not be resolved."""
+
+
+class DatasetError(I2IError):
+    """A source dataset that cannot be imported (nothing usable, unknown layout, …)."""
+
+
+class ShardIntegrityError(I2IError):
+    """A shard that does not match its manifest (missing, wrong size or sha256)."""

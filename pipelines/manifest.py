@@ -1,0 +1,150 @@
+"""The dataset manifest: the commit point of a sharded dataset, and the sample format, defined once.
+
+Shards are plain WebDataset tars (``tar -t`` lists ``<key>.<column>``), one folder per split::
+
+    <output>/manifest.json              written last: readers trust only the shards it lists
+    <output>/<split>/shard-000000.tar   …
+
+Sample columns (``__key__`` is dot-free, derived from the source path):
+
+* paired data (pix2pix): ``input.png`` and ``target.png`` (RGB PNG, ``load_size``², input = the ``direction``'s
+  source half of the A|B image);
+* unpaired and labeled data: ``image.png`` and ``domain.cls`` (the domain's index in ``manifest.domains``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+import pydantic
+
+from pipelines import storage
+from pipelines.errors import ShardIntegrityError
+
+FORMAT = "i2i-webdataset/1"
+MANIFEST_NAME = "manifest.json"
+PAIRED_COLUMNS = ("input.png", "target.png")
+IMAGE_COLUMNS = ("image.png", "domain.cls")
+HASH_CHUNK = 4 << 20
+
+
+class _Record(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="ignore", frozen=True)
+
+
+class ShardEntry(_Record):
+    path: str  # relative to the manifest's folder
+    samples: int
+    bytes: int
+    sha256: str
+
+
+class SplitEntry(_Record):
+    samples: int
+    bytes: int
+    domains: dict[str, int]
+    shards: list[ShardEntry]
+
+
+class SourceInfo(_Record):
+    uri: str
+    layout: str
+    files: int
+    fingerprint: str
+
+
+class SkippedFile(_Record):
+    path: str
+    reason: str
+
+
+class Manifest(_Record):
+    format: Literal["i2i-webdataset/1"] = FORMAT
+    id: str  # sha256 over every shard's (split, path, sha256): same data, same id
+    dataset: str
+    data_mode: Literal["paired", "unpaired", "labeled"]
+    columns: list[str]
+    domains: list[str]
+    plan_id: str  # sha256 of (source fingerprint, shard config, format): equal plan → the run is a no-op
+    source: SourceInfo
+    config: dict
+    code_version: str
+    created: str
+    splits: dict[str, SplitEntry]
+    skipped: list[SkippedFile]
+
+    def shard_uris(self, base: str, split: str) -> list[str]:
+        if split not in self.splits:
+            raise ShardIntegrityError(
+                f"dataset '{self.dataset}' has no split '{split}'; it has: {', '.join(sorted(self.splits))}"
+            )
+        return [storage.join(base, s.path) for s in self.splits[split].shards]
+
+
+def content_id(splits: dict[str, SplitEntry]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(splits):
+        for s in splits[name].shards:
+            h.update(f"{name}\0{s.path}\0{s.sha256}\n".encode())
+    return h.hexdigest()
+
+
+def manifest_uri(output: str) -> str:
+    return output if output.endswith(".json") else storage.join(output, MANIFEST_NAME)
+
+
+def base_uri(manifest_or_output: str) -> str:
+    """The folder the manifest's shard paths are relative to."""
+    if manifest_or_output.endswith(".json"):
+        return manifest_or_output.rsplit("/", 1)[0] if "/" in manifest_or_output else "."
+    return manifest_or_output
+
+
+def read_manifest(uri: str) -> Manifest:
+    """Read ``<output>/manifest.json`` (or a ``.json`` URI); a missing one is a clear error."""
+    target = manifest_uri(uri)
+    try:
+        raw = storage.read_bytes(target)
+    except FileNotFoundError:
+        raise ShardIntegrityError(
+            f"no manifest at {storage.describe(target)}: the dataset was never sharded there, or its sharding "
+            "run did not finish (run `i2i shard` again)"
+        ) from None
+    try:
+        return Manifest.model_validate(json.loads(raw))
+    except (ValueError, pydantic.ValidationError) as err:
+        raise ShardIntegrityError(f"manifest {target} is not a valid i2i manifest: {err}") from None
+
+
+def write_manifest(output: str, manifest: Manifest) -> str:
+    target = manifest_uri(output)
+    storage.write_bytes(target, manifest.model_dump_json(indent=1).encode())
+    return target
+
+
+def sha256_of(uri: str) -> tuple[str, int]:
+    fs, path = storage.resolve(uri)
+    h, n = hashlib.sha256(), 0
+    with storage.errors("read", uri), fs.open_input_stream(path) as f:
+        while chunk := f.read(HASH_CHUNK):
+            h.update(chunk)
+            n += len(chunk)
+    return h.hexdigest(), n
+
+
+def verify(manifest: Manifest, base: str, split: str) -> list[str]:
+    """Hash every shard of ``split`` against the manifest; return their URIs or raise ShardIntegrityError."""
+    uris = manifest.shard_uris(base, split)
+    for uri, entry in zip(uris, manifest.splits[split].shards):
+        try:
+            digest, size = sha256_of(uri)
+        except FileNotFoundError:
+            raise ShardIntegrityError(f"shard {uri} listed in the manifest is missing") from None
+        if digest != entry.sha256 or size != entry.bytes:
+            raise ShardIntegrityError(
+                f"shard {uri} does not match the manifest (sha256 {digest[:12]}…, {size} bytes; expected "
+                f"{entry.sha256[:12]}…, {entry.bytes} bytes): it was modified or corrupted; re-shard the dataset"
+            )
+    return uris

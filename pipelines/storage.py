@@ -1,0 +1,160 @@
+"""One place that turns a URI into a pyarrow filesystem, for every step.
+
+Accepted URIs: a local path, ``file:///abs/path``, ``s3://bucket/prefix`` (AWS, MinIO, Ceph, GCS's S3 interop …),
+and anything else ``pyarrow.fs.FileSystem.from_uri`` knows (``gs://``, ``hdfs://``).
+
+S3 endpoint and credentials come from the standard environment — ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``,
+``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN``, ``~/.aws``, or instance credentials — and
+are never put into the filesystem object (so they never travel inside Ray task payloads, nor reach a log). Every
+process, Ray workers included, resolves URIs itself. Transient S3 errors are retried with exponential backoff
+(the AWS SDK's standard strategy); a failure is re-raised as :class:`StorageError` naming the endpoint and URI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import posixpath
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+from pipelines.errors import StorageError
+
+S3_RETRY_ATTEMPTS = 6  # AWS standard strategy: exponential backoff with jitter between attempts
+S3_CONNECT_TIMEOUT_S = 5.0
+S3_REQUEST_TIMEOUT_S = 60.0
+
+
+def s3_endpoint() -> str | None:
+    """The S3 endpoint from the environment (``AWS_ENDPOINT_URL_S3`` wins over ``AWS_ENDPOINT_URL``)."""
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+@functools.lru_cache(maxsize=8)
+def _s3(endpoint: str | None, region: str | None) -> pafs.S3FileSystem:
+    kwargs: dict = {
+        "region": region,
+        "connect_timeout": S3_CONNECT_TIMEOUT_S,
+        "request_timeout": S3_REQUEST_TIMEOUT_S,
+        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=S3_RETRY_ATTEMPTS),
+    }
+    if endpoint:
+        parsed = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
+        kwargs.update(endpoint_override=parsed.netloc, scheme=parsed.scheme)
+    return pafs.S3FileSystem(**kwargs)  # no keys: the AWS SDK's default credential chain
+
+
+def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
+    """``(filesystem, path)`` for a URI; the path has no scheme (``bucket/key`` for S3, absolute for local)."""
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file") or len(parsed.scheme) == 1:  # 1 letter: a Windows drive
+        path = parsed.path if parsed.scheme == "file" else uri
+        return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(path))
+    if parsed.scheme in ("s3", "s3a") and not parsed.query:
+        if not parsed.netloc:
+            raise StorageError(f"{uri!r} names no bucket: expected s3://bucket/prefix")
+        region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
+        return _s3(s3_endpoint(), region), f"{parsed.netloc}{parsed.path}".rstrip("/")
+    try:
+        fs, path = pafs.FileSystem.from_uri(uri)
+    except (ValueError, OSError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        raise StorageError(f"cannot resolve storage URI {uri!r}: {err}") from None
+    return fs, path.rstrip("/")
+
+
+def describe(uri: str) -> str:
+    """``uri`` plus the endpoint it resolves to, for messages (never credentials)."""
+    if urlparse(uri).scheme in ("s3", "s3a"):
+        return f"{uri} (endpoint {s3_endpoint() or 'AWS default'})"
+    return uri
+
+
+@contextlib.contextmanager
+def errors(action: str, uri: str):
+    """Re-raise pyarrow/OS errors of one storage action as a :class:`StorageError` a user can act on."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        text = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if "curlCode" in text or "NETWORK_CONNECTION" in text or "Couldn't connect" in text:
+            raise StorageError(
+                f"cannot reach object storage while trying to {action} {describe(uri)}: {text}. "
+                "Is the endpoint up, and is AWS_ENDPOINT_URL_S3 (or AWS_ENDPOINT_URL) right?"
+            ) from None
+        if "NoSuchBucket" in text or "bucket does not exist" in text.lower():
+            raise StorageError(f"bucket of {describe(uri)} does not exist ({action})") from None
+        if "ACCESS_DENIED" in text or "AccessDenied" in text or "InvalidAccessKeyId" in text:
+            raise StorageError(
+                f"access denied while trying to {action} {describe(uri)}: check the AWS_* credentials"
+            ) from None
+        raise StorageError(f"failed to {action} {describe(uri)}: {text}") from None
+
+
+def join(uri: str, *parts: str) -> str:
+    return posixpath.join(uri.rstrip("/"), *parts) if "://" in uri else os.path.join(uri, *parts)
+
+
+def read_bytes(uri: str) -> bytes:
+    fs, path = resolve(uri)
+    with errors("read", uri), fs.open_input_stream(path) as f:
+        return f.read()
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    fs, path = resolve(uri)
+    with errors("write", uri):
+        if isinstance(fs, pafs.LocalFileSystem):
+            fs.create_dir(posixpath.dirname(path), recursive=True)
+        with fs.open_output_stream(path) as f:
+            f.write(data)
+
+
+def exists(uri: str) -> bool:
+    fs, path = resolve(uri)
+    with errors("look up", uri):
+        return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def delete(uri: str) -> None:
+    """Delete one file; a missing file is fine."""
+    fs, path = resolve(uri)
+    with errors("delete", uri), contextlib.suppress(FileNotFoundError):
+        fs.delete_file(path)
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    relpath: str  # '/'-separated, relative to the listed root
+    size: int
+    mtime_ns: int
+
+
+def list_files(uri: str) -> list[FileEntry]:
+    """Every file under ``uri`` (recursive), sorted by relative path; an empty list when it does not exist."""
+    fs, root = resolve(uri)
+    with errors("list", uri):
+        if fs.get_file_info(root).type == pafs.FileType.NotFound:
+            return []
+        infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    out = []
+    for info in infos:
+        if info.type != pafs.FileType.File:
+            continue
+        rel = posixpath.relpath(info.path.replace(os.sep, "/"), root.replace(os.sep, "/"))
+        mtime = info.mtime_ns if info.mtime_ns is not None else 0
+        out.append(FileEntry(rel, int(info.size or 0), int(mtime)))
+    return sorted(out, key=lambda e: e.relpath)
+
+
+def check_reachable(uri: str) -> None:
+    """Fail early, with the endpoint named, when the storage behind ``uri`` cannot be reached."""
+    fs, path = resolve(uri)
+    bucket_root = path.split("/", 1)[0] if not isinstance(fs, pafs.LocalFileSystem) else None
+    with errors("reach", uri):
+        if bucket_root is not None and fs.get_file_info(bucket_root).type == pafs.FileType.NotFound:
+            raise StorageError(f"bucket '{bucket_root}' of {describe(uri)} does not exist")

@@ -1,0 +1,74 @@
+"""Session-wide real parts: an S3 server (moto) on 127.0.0.1, a local Ray cluster, the demo datasets.
+
+Each is started once per test session and stopped at its end (by its own handle, never `ray stop`).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Set before Ray starts: workers inherit the driver's environment.
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+for var in ("RAY_ADDRESS", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
+    os.environ.pop(var, None)
+
+BUCKET = "i2i-test"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> str:
+    """A moto S3 server on a free 127.0.0.1 port, configured through the standard AWS_* environment."""
+    from moto.server import ThreadedMotoServer
+
+    from pipelines import storage
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    os.environ.update(AWS_ENDPOINT_URL_S3=endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                      AWS_DEFAULT_REGION="us-east-1")
+    storage._s3.cache_clear()
+    s3_client().create_bucket(Bucket=BUCKET)
+    yield endpoint
+    server.stop()
+
+
+def s3_client():
+    import boto3
+
+    return boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL_S3"], region_name="us-east-1")
+
+
+def upload_dir(local: str, bucket: str, prefix: str) -> None:
+    client = s3_client()
+    for dirpath, _, files in os.walk(local):
+        for f in files:
+            path = os.path.join(dirpath, f)
+            client.upload_file(path, bucket, f"{prefix}/{os.path.relpath(path, local)}")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(s3_endpoint):
+    """A local Ray cluster for the session (started after S3 so workers see its endpoint)."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=1_000_000_000,
+             log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> str:
+    """The three demo datasets at 32 px, few tiles: real photos, small enough for seconds-long tests."""
+    from pipelines.demo_data import build_demo
+
+    out = tmp_path_factory.mktemp("demo")
+    build_demo(str(out), tile_size=32, max_per_photo=6, seed=0)
+    return str(out)

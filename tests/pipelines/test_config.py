@@ -1,0 +1,57 @@
+import pytest
+
+from pipelines.config import load_config
+from pipelines.errors import ConfigError
+
+BASE = ["shard.source=data/x", "shard.output=out/x"]
+
+
+def test_yaml_and_overrides(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("shard:\n  source: a\n  output: b\n  num_shards: 2\n")
+    cfg = load_config(f, ["shard.num_shards=8", "shard.direction=BtoA", "ray.num_cpus=2"])
+    assert cfg.shard.num_shards == 8 and cfg.shard.direction == "BtoA" and cfg.ray.num_cpus == 2
+    assert cfg.shard.load_size == 286  # the pix2pix default
+
+
+def test_unknown_key_names_it_and_lists_valid_keys():
+    with pytest.raises(ConfigError) as e:
+        load_config(None, BASE + ["shard.num_shard=8"])
+    msg = str(e.value)
+    assert "unknown key 'shard.num_shard'" in msg and "did you mean 'num_shards'" in msg
+    assert "samples_per_shard" in msg and "load_size" in msg
+
+
+def test_unknown_section():
+    with pytest.raises(ConfigError, match=r"unknown key 'shrad'.*valid keys here: ray, shard"):
+        load_config(None, ["shrad.source=x"])
+
+
+def test_wrong_type_and_bad_choice():
+    with pytest.raises(ConfigError, match=r"'shard.load_size': .*integer.*'big'"):
+        load_config(None, BASE + ["shard.load_size=big"])
+    with pytest.raises(ConfigError, match=r"'shard.layout': Input should be 'auto', 'aligned', 'unaligned'"):
+        load_config(None, BASE + ["shard.layout=zigzag"])
+    with pytest.raises(ConfigError, match=r"'shard.num_shards': .*greater than 0"):
+        load_config(None, BASE + ["shard.num_shards=0"])
+
+
+def test_missing_required_value():
+    with pytest.raises(ConfigError, match=r"missing required value 'shard.output'"):
+        load_config(None, ["shard.source=x"])
+
+
+def test_bad_override_syntax_and_files(tmp_path):
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_config(None, ["shard.source"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="is a value, not a section"):
+        load_config(None, BASE + ["shard.source.x=1"])
+
+
+def test_configs_shipped_with_jobs_validate():
+    import pathlib
+
+    for f in pathlib.Path(__file__).parents[2].glob("jobs/configs/*.yaml"):
+        load_config(f)
