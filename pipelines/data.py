@@ -52,7 +52,7 @@ def _decode_png(data: bytes) -> np.ndarray:
         return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
-def _decode_batch(batch: dict, *, paired: bool, domain_index: int | None, skip_log) -> dict:
+def _decode_batch(batch: dict, *, paired: bool, domain_index: int | None, with_keys: bool, skip_log) -> dict:
     """bytes columns → uint8 HWC arrays; undecodable samples are dropped and reported to ``skip_log``."""
     out: dict[str, list] = {"key": []}
     names = ("input", "target") if paired else ("image",)
@@ -86,12 +86,14 @@ def _decode_batch(batch: dict, *, paired: bool, domain_index: int | None, skip_l
     result = {k: np.asarray(v) if v else np.zeros((0,), np.uint8) for k, v in out.items()}
     if "domain" in result:
         result["domain"] = result["domain"].astype(np.int64)
+    if not with_keys:
+        del result["key"]  # strings do not go to torch
     return result
 
 
 @dataclass
 class ShardDataset:
-    dataset: "ray.data.Dataset"  # noqa: F821 - columns: key, input/target (paired) or image/domain, uint8 HWC
+    dataset: "ray.data.Dataset"  # noqa: F821
     manifest: Manifest
     split: str
     domain: str | None
@@ -105,11 +107,12 @@ class ShardDataset:
 
 
 def read_split(manifest: str, split: str, *, domain: str | None = None, seed: int | None = None,
-               verify_shards: bool = True) -> ShardDataset:
+               verify_shards: bool = True, with_keys: bool = False) -> ShardDataset:
     """A Ray Dataset over one split (optionally one domain) of a sharded dataset.
 
     ``seed`` shuffles the shard order deterministically (and differently each epoch); with ``seed=None`` the order
-    is the manifest's. Execution preserves order so the same seed gives the same stream.
+    is the manifest's. Execution preserves order so the same seed gives the same stream. Columns: ``input`` and
+    ``target`` (paired) or ``image`` and ``domain`` (int64), uint8 HWC images; plus ``key`` with ``with_keys``.
     """
     import ray
     from ray.data.datasource import FileShuffleConfig
@@ -129,7 +132,8 @@ def read_split(manifest: str, split: str, *, domain: str | None = None, seed: in
     skip_log = _skip_log_class().remote()
     ds = ray.data.read_webdataset(paths, filesystem=fs, decoder=None, shuffle=shuffle).map_batches(
         _decode_batch, batch_format="numpy", zero_copy_batch=False,
-        fn_kwargs={"paired": m.data_mode == "paired", "domain_index": domain_index, "skip_log": skip_log},
+        fn_kwargs={"paired": m.data_mode == "paired", "domain_index": domain_index, "with_keys": with_keys,
+                   "skip_log": skip_log},
     )
     return ShardDataset(ds, m, split, domain, skip_log)
 

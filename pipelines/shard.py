@@ -220,8 +220,7 @@ def run_shard(cfg: ShardConfig, *, ray_config=None, resolved_config: dict | None
     ds = ray.data.from_items(plans, override_num_blocks=len(plans)).map(
         write_shard,
         fn_kwargs={"cfg_json": cfg.model_dump_json(), "source": cfg.source, "root": listing.root, "paired": paired},
-        max_retries=3,
-    )
+    )  # a task lost with its worker is retried by Ray Data and rewrites the same shard
     rows = sorted(ds.take_all(), key=lambda r: r["shard"])
 
     skipped = list(listing.skipped) + [Skipped(p, r) for row in rows for p, r in json.loads(row["skipped"])]

@@ -1,0 +1,99 @@
+"""Reading shards back through Ray Data into model batches."""
+
+import io
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+
+from pipelines import manifest as mf
+from pipelines.data import read_split, to_model_batch
+from pipelines.errors import ShardIntegrityError
+from pipelines.shard import ShardConfig, run_shard
+
+
+@pytest.fixture(scope="module")
+def paired(ray_cluster, demo_root, tmp_path_factory) -> str:
+    out = str(tmp_path_factory.mktemp("paired"))
+    run_shard(ShardConfig(source=f"{demo_root}/edges2photo", output=out, load_size=32, num_shards=3))
+    return out
+
+
+@pytest.fixture(scope="module")
+def unpaired(ray_cluster, demo_root, tmp_path_factory) -> str:
+    out = str(tmp_path_factory.mktemp("unpaired"))
+    run_shard(ShardConfig(source=f"{demo_root}/photo2winter", output=out, load_size=32, num_shards=3))
+    return out
+
+
+def keys(ds) -> list[str]:
+    return [k for b in ds.iter_batches(batch_size=None, batch_format="numpy") for k in b["key"]]
+
+
+def test_paired_rows_and_determinism(paired):
+    m = mf.read_manifest(paired)
+    a = read_split(paired, "train", seed=7, with_keys=True)
+    rows = a.dataset.take_all()
+    assert len(rows) == m.splits["train"].samples and rows[0]["input"].shape == (32, 32, 3)
+    assert rows[0]["input"].dtype == np.uint8 and a.skipped() == []
+    assert keys(read_split(paired, "train", seed=7, with_keys=True).dataset) == keys(read_split(paired, "train", seed=7, with_keys=True).dataset)
+    assert keys(read_split(paired, "train", seed=7, with_keys=True).dataset) != keys(read_split(paired, "train", seed=8, with_keys=True).dataset)
+    assert sorted(keys(read_split(paired, "train", with_keys=True).dataset)) == sorted(r["key"] for r in rows)
+
+
+def test_model_batch_keeps_pairs_aligned_and_is_seeded(paired):
+    batch = next(iter(read_split(paired, "train").dataset.iter_torch_batches(batch_size=8)))
+    twin = {"input": batch["input"], "target": batch["input"].clone()}  # identical images in both columns
+    g = torch.Generator().manual_seed(0)
+    out = to_model_batch(twin, crop_size=24, flip=True, generator=g)
+    assert out["input"].shape == (8, 3, 24, 24) and out["input"].dtype == torch.float32
+    assert torch.equal(out["input"], out["target"])  # same crop and flip for input and target
+    assert -1.0 <= out["input"].min() and out["input"].max() <= 1.0
+    again = to_model_batch(twin, crop_size=24, flip=True, generator=torch.Generator().manual_seed(0))
+    other = to_model_batch(twin, crop_size=24, flip=True, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(again["input"], out["input"]) and not torch.equal(other["input"], out["input"])
+    with pytest.raises(ValueError, match="larger than the stored images"):
+        to_model_batch(twin, crop_size=64)
+
+
+def test_unpaired_domains_are_separate_streams(unpaired):
+    m = mf.read_manifest(unpaired)
+    a = read_split(unpaired, "train", domain="A", seed=1).dataset.take_all()
+    b = read_split(unpaired, "train", domain="B", seed=2).dataset.take_all()
+    assert len(a) == m.splits["train"].domains["A"] and len(b) == m.splits["train"].domains["B"]
+    assert {r["domain"] for r in a} == {0} and {r["domain"] for r in b} == {1}
+    with pytest.raises(ValueError, match="no domain 'C'"):
+        read_split(unpaired, "train", domain="C")
+
+
+def test_corrupt_sample_is_skipped_and_counted(paired, tmp_path):
+    """A sample that does not decode (inside a shard whose hash matches) is skipped, not fatal."""
+    import shutil
+
+    out = tmp_path / "d"
+    shutil.copytree(paired, out)
+    m = mf.read_manifest(str(out))
+    entry = m.splits["val"].shards[0]
+    path = out / entry.path
+    with tarfile.open(path) as tar:
+        members = [(mem, tar.extractfile(mem).read()) for mem in tar.getmembers()]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for i, (mem, data) in enumerate(members):
+            data = data[:50] if i == 0 else data  # truncate the first sample's input.png
+            mem.size = len(data)
+            tar.addfile(mem, io.BytesIO(data))
+    path.write_bytes(buf.getvalue())
+    with pytest.raises(ShardIntegrityError):
+        read_split(str(out), "val")  # the hash no longer matches: refused
+    digest, size = mf.sha256_of(str(path))
+    shards = [s.model_copy(update={"sha256": digest, "bytes": size}) if s.path == entry.path else s
+              for s in m.splits["val"].shards]
+    splits = {**m.splits, "val": m.splits["val"].model_copy(update={"shards": shards})}
+    mf.write_manifest(str(out), m.model_copy(update={"splits": splits}))
+    data = read_split(str(out), "val")
+    rows = data.dataset.take_all()
+    assert len(rows) == m.splits["val"].samples - 1
+    skipped = data.skipped()
+    assert len(skipped) == 1 and skipped[0][1] == members[0][0].name.split(".")[0]
