@@ -72,3 +72,50 @@ def demo_root(tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("demo")
     build_demo(str(out), tile_size=32, max_per_photo=6, seed=0)
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def ray_head(s3_endpoint, tmp_path_factory):
+    """A real `ray start --head` cluster on 127.0.0.1 (dashboard = Jobs API), stopped by PID at the end."""
+    import shutil
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    bindir = os.path.dirname(sys.executable)
+    ray_bin = shutil.which("ray", path=bindir) or "ray"
+    gcs, dash = free_port(), free_port()
+    temp = tmp_path_factory.mktemp("rayhead")
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ.get('PATH', '')}", "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
+    log = open(temp / "head.log", "w")
+    proc = subprocess.Popen(
+        [ray_bin, "start", "--head", "--block", f"--port={gcs}", "--num-cpus=2", "--include-dashboard=true",
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--temp-dir={temp}", "--disable-usage-stats",
+         "--object-store-memory=800000000"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    address = f"http://127.0.0.1:{dash}"
+    deadline = time.time() + 90
+    while True:
+        try:
+            urllib.request.urlopen(f"{address}/api/version", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"ray head did not start; see {temp}/head.log")
+            time.sleep(0.5)
+    yield address
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
