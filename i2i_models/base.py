@@ -1,0 +1,157 @@
+"""The model contract every family implements.
+
+A family declares, as data: ``data_mode``, its ``loss_terms`` (name, the paper's default weight, the optimizer
+group it trains), its hyper-parameters as a frozen keyword-only ``Config`` dataclass, and its networks in one
+``nn.ModuleDict`` ``self.nets`` with direction-stating names (the unit of DDP wrapping, checkpointing and export).
+``train_step(batch, step)`` reads like the authors' algorithm and returns the raw value of every term; the weights
+are applied in exactly one place, :meth:`I2IModel.weighted`. ``translate(x, **condition)`` is inference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import nn
+
+DataMode = Literal["paired", "unpaired", "labeled", "single"]
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "nets.pt"
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    name: str
+    weight: float  # the paper's / authors' default
+    group: str  # the optimizer group (network) this term trains, e.g. "G" or "D"
+    doc: str = ""
+
+
+@dataclass
+class StepOutput:
+    losses: dict[str, torch.Tensor]  # raw (unweighted), detached, one per term
+    images: dict[str, torch.Tensor] = field(default_factory=dict)  # detached, for sample grids
+
+
+def unwrap(net: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel (or any ``.module``) wrapper."""
+    return getattr(net, "module", net)
+
+
+class I2IModel(nn.Module):
+    name: ClassVar[str]
+    data_mode: ClassVar[DataMode]
+    loss_terms: ClassVar[tuple[LossTerm, ...]]
+    inference_nets: ClassVar[tuple[str, ...]]  # what ``export`` keeps
+    Config: ClassVar[type]
+
+    def __init__(self, config: Any, *, loss_weights: Mapping[str, float] | None = None):
+        super().__init__()
+        self.config = config
+        self.loss_weights = self.resolve_weights(loss_weights or {})
+        self.nets = nn.ModuleDict()
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.amp_dtype: torch.dtype | None = None  # e.g. torch.bfloat16: autocast on the inputs' device
+
+    # --- loss weights: looked up by name everywhere, applied only here ---------------------------------------
+    @classmethod
+    def default_weights(cls) -> dict[str, float]:
+        return {t.name: t.weight for t in cls.loss_terms}
+
+    @classmethod
+    def resolve_weights(cls, overrides: Mapping[str, float]) -> dict[str, float]:
+        weights = cls.default_weights()
+        unknown = sorted(set(overrides) - set(weights))
+        if unknown:
+            raise KeyError(
+                f"unknown loss term(s) {unknown} for model '{cls.name}'; valid: {', '.join(sorted(weights))}"
+            )
+        weights.update({k: float(v) for k, v in overrides.items()})
+        return weights
+
+    def weighted(self, raw: Mapping[str, torch.Tensor], group: str) -> torch.Tensor:
+        """Σ weight·term over the terms of ``group`` present in ``raw`` — the only place weights are applied."""
+        terms = [self.loss_weights[t.name] * raw[t.name] for t in self.loss_terms if t.group == group
+                 and t.name in raw]
+        return torch.stack(terms).sum() if terms else torch.zeros(())
+
+    # --- what a family implements --------------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def lr_factor(self, epoch: int) -> float:
+        """Multiplier of the base learning rate at ``epoch`` (0-based); constant unless a family says otherwise."""
+        return 1.0
+
+    def default_epochs(self) -> int:
+        raise NotImplementedError
+
+    def train_step(self, batch: Mapping[str, torch.Tensor], step: int) -> StepOutput:
+        raise NotImplementedError
+
+    def translate(self, x: torch.Tensor, **condition: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # so a logged model serves like any nn.Module
+        return self.translate(x)
+
+    # --- helpers for families ------------------------------------------------------------------------------
+    def autocast(self, x: torch.Tensor):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=x.device.type, dtype=self.amp_dtype)
+
+    def setup_optimizers(self) -> None:
+        """(Re)create optimizers over the current ``nets`` (call after wrapping them, e.g. in DDP)."""
+        self.optimizers = self.configure_optimizers()
+
+    @staticmethod
+    def step_optimizer(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    # --- persistence: the config travels with the weights --------------------------------------------------
+    def describe(self) -> dict:
+        return {"model": self.name, "config": dataclasses.asdict(self.config), "loss_weights": self.loss_weights}
+
+    def save_pretrained(self, directory: str) -> None:
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, CONFIG_FILE), "w") as f:
+            json.dump(self.describe(), f, indent=1)
+        torch.save({k: unwrap(v).state_dict() for k, v in self.nets.items()}, os.path.join(directory, WEIGHTS_FILE))
+
+    @staticmethod
+    def from_pretrained(directory: str) -> I2IModel:
+        from i2i_models.registry import get_model
+
+        with open(os.path.join(directory, CONFIG_FILE)) as f:
+            desc = json.load(f)
+        model = get_model(desc["model"], loss_weights=desc["loss_weights"], **desc["config"])
+        state = torch.load(os.path.join(directory, WEIGHTS_FILE), map_location="cpu", weights_only=True)
+        model.load_nets(state)
+        return model
+
+    def load_nets(self, state: Mapping[str, Mapping[str, torch.Tensor]], *, strict: bool = True) -> None:
+        for k, sd in state.items():
+            if k in self.nets:
+                unwrap(self.nets[k]).load_state_dict(sd)
+            elif strict:
+                raise KeyError(f"checkpoint has network '{k}' that model '{self.name}' does not")
+
+    def export(self) -> I2IModel:
+        """A CPU copy holding only the inference networks (what gets registered and served)."""
+        from i2i_models.registry import get_model
+
+        copy = get_model(self.name, loss_weights=self.loss_weights, **dataclasses.asdict(self.config))
+        for k in list(copy.nets):
+            if k not in self.inference_nets:
+                del copy.nets[k]
+        copy.load_nets({k: {n: t.detach().cpu() for n, t in unwrap(v).state_dict().items()}
+                        for k, v in self.nets.items() if k in self.inference_nets})
+        return copy.eval()

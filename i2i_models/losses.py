@@ -1,0 +1,33 @@
+"""Pure loss functions (raw, unweighted). Weighting happens once, in ``I2IModel.weighted``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+GanKind = Literal["vanilla", "lsgan", "hinge"]
+
+
+def adversarial(pred: torch.Tensor, real: bool, kind: GanKind = "vanilla", *,
+                for_discriminator: bool = True) -> torch.Tensor:
+    """GAN loss on raw discriminator outputs (logits), averaged over batch and patches.
+
+    vanilla: BCE with logits — for G with ``real=True`` this is the non-saturating −log D(G(x)), the form pix2pix
+    and CycleGAN train with. lsgan: (D − 1)² / D². hinge: D uses relu(1 ∓ D), G uses −D.
+    """
+    if kind == "vanilla":
+        target = torch.ones_like(pred) if real else torch.zeros_like(pred)
+        return F.binary_cross_entropy_with_logits(pred, target)
+    if kind == "lsgan":
+        return F.mse_loss(pred, torch.full_like(pred, 1.0 if real else 0.0))
+    if kind == "hinge":
+        if not for_discriminator:
+            return -pred.mean()
+        return F.relu(1.0 - pred).mean() if real else F.relu(1.0 + pred).mean()
+    raise ValueError(f"unknown GAN loss '{kind}'; choose vanilla, lsgan or hinge")
+
+
+def l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.l1_loss(x, y)

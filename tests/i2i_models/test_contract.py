@@ -1,0 +1,89 @@
+"""One contract test over every registered family (tiny configs, CPU, seconds)."""
+
+import math
+
+import pytest
+import torch
+
+from i2i_models.base import I2IModel
+from i2i_models.registry import get_model, list_models
+
+TINY = {
+    "pix2pix": dict(image_size=32, ngf=8, ndf=8),
+}
+
+
+def batch_for(model: I2IModel, n: int = 2, size: int = 32) -> dict:
+    g = torch.Generator().manual_seed(0)
+    img = lambda: torch.rand(n, 3, size, size, generator=g) * 2 - 1  # noqa: E731
+    if model.data_mode == "paired":
+        return {"input": img(), "target": img()}
+    if model.data_mode == "unpaired":
+        return {"real_a": img(), "real_b": img()}
+    raise AssertionError(f"no test batch for data mode {model.data_mode}")
+
+
+@pytest.fixture(params=list_models())
+def name(request):
+    assert request.param in TINY, f"add a tiny config for '{request.param}' to TINY"
+    return request.param
+
+
+def test_declares_the_contract(name):
+    m = get_model(name, **TINY[name])
+    assert m.data_mode in ("paired", "unpaired", "labeled", "single")
+    assert m.loss_terms and all(t.group in m.nets for t in m.loss_terms)
+    assert set(m.inference_nets) <= set(m.nets)
+    assert m.default_weights() == {t.name: t.weight for t in m.loss_terms}
+
+
+def test_two_train_steps_give_finite_named_losses(name):
+    torch.manual_seed(0)
+    m = get_model(name, **TINY[name])
+    m.setup_optimizers()
+    before = {k: p.clone() for k, p in m.nets.named_parameters()}
+    for step in range(2):
+        out = m.train_step(batch_for(m), step)
+        assert set(out.losses) == {t.name for t in m.loss_terms}
+        assert all(math.isfinite(v.item()) for v in out.losses.values())
+    for group in {t.group for t in m.loss_terms}:  # every optimizer group moved
+        assert any(not torch.equal(p, before[k]) for k, p in m.nets.named_parameters() if k.startswith(group + "."))
+
+
+def test_weight_override_by_name_changes_the_total(name):
+    m = get_model(name, **TINY[name])
+    m.setup_optimizers()
+    raw = m.train_step(batch_for(m), 0).losses
+    term = m.loss_terms[0]
+    heavier = get_model(name, loss_weights={term.name: term.weight * 3 + 1}, **TINY[name])
+    assert heavier.loss_weights[term.name] == term.weight * 3 + 1
+    assert not torch.allclose(heavier.weighted(raw, term.group), m.weighted(raw, term.group))
+
+
+def test_unknown_names_are_rejected(name):
+    with pytest.raises(KeyError, match=r"unknown loss term\(s\) \['nope'\].*valid: "):
+        get_model(name, loss_weights={"nope": 1.0}, **TINY[name])
+    with pytest.raises(KeyError, match=r"unknown config key\(s\) \['bogus'\]"):
+        get_model(name, bogus=1, **TINY[name])
+    with pytest.raises(KeyError, match=r"unknown model 'nope'; registered models: .*" + name):
+        get_model("nope")
+
+
+def test_save_load_round_trip(name, tmp_path):
+    torch.manual_seed(0)
+    m = get_model(name, loss_weights={m.name: m.weight for m in get_model(name, **TINY[name]).loss_terms[:1]},
+                  **TINY[name])
+    m.setup_optimizers()
+    m.train_step(batch_for(m), 0)
+    m.save_pretrained(str(tmp_path))
+    loaded = I2IModel.from_pretrained(str(tmp_path))
+    assert loaded.describe() == m.describe()
+    for (k, a), (_, b) in zip(m.nets.state_dict().items(), loaded.nets.state_dict().items()):
+        assert torch.equal(a, b), k
+    exported = m.export()
+    assert set(exported.nets) == set(m.inference_nets)
+    x = batch_for(m)
+    first = next(iter(x.values()))
+    torch.manual_seed(1)
+    y1 = exported.translate(first)
+    assert y1.shape[0] == first.shape[0] and torch.isfinite(y1).all()
