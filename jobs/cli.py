@@ -2,9 +2,9 @@
 
 import sys
 
-from jobs import data_demo, shard
+from jobs import data_demo, shard, train
 
-COMMANDS = {("shard",): shard.main, ("data", "demo"): data_demo.main}
+COMMANDS = {("shard",): shard.main, ("data", "demo"): data_demo.main, ("train",): train.main}
 
 
 def main(argv: list[str] | None = None) -> int:

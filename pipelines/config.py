@@ -11,15 +11,50 @@ from pathlib import Path
 
 import yaml
 
+import pydantic
+
 from pipelines.cluster import RayConfig
 from pipelines.errors import ConfigError
 from pipelines.schema import StrictModel, validate
 from pipelines.shard import ShardConfig
+from pipelines.tracking import MlflowConfig
+from pipelines.train import TrainConfig
+
+
+class ModelSection(StrictModel):
+    name: str = "pix2pix"
+    args: dict = {}  # the family's Config fields (e.g. image_size, ngf, norm); unknown ones are rejected
 
 
 class PipelineConfig(StrictModel):
     ray: RayConfig = RayConfig()
     shard: ShardConfig | None = None
+    model: ModelSection = ModelSection()
+    loss_weights: dict[str, float] = {}  # by term name, e.g. {l1: 50}; unset terms keep the paper's default
+    train: TrainConfig | None = None
+    mlflow: MlflowConfig = MlflowConfig()
+
+    @pydantic.model_validator(mode="after")
+    def _check_model_names(self):
+        import dataclasses
+
+        from i2i_models.registry import get_model_class
+
+        try:
+            family = get_model_class(self.model.name)
+        except KeyError as err:
+            raise ValueError(str(err).strip('"')) from None
+        valid = {f.name for f in dataclasses.fields(family.Config)}
+        if unknown := sorted(set(self.model.args) - valid):
+            raise ValueError(f"unknown model.args {unknown} for '{self.model.name}'; valid: {', '.join(sorted(valid))}")
+        if unknown := sorted(set(self.loss_weights) - set(family.default_weights())):
+            raise ValueError(f"unknown loss_weights {unknown} for '{self.model.name}'; "
+                             f"valid: {', '.join(sorted(family.default_weights()))}")
+        try:
+            family.Config(**self.model.args)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"model.args: {err}") from None
+        return self
 
     def require(self, section: str):
         value = getattr(self, section)

@@ -55,6 +55,8 @@ def format_validation_error(model: type[pydantic.BaseModel], err: pydantic.Valid
                 + (f" (did you mean '{hint[0]}'?)" if hint else "")
                 + f"; valid keys here: {', '.join(choices)}"
             )
+        elif e["type"] == "value_error" and not loc:
+            lines.append(str(e["msg"]).removeprefix("Value error, "))
         elif e["type"] == "missing":
             lines.append(f"missing required value '{key}'")
         else:

@@ -93,13 +93,17 @@ def ray_head(s3_endpoint, tmp_path_factory):
     bindir = os.path.dirname(sys.executable)
     ray_bin = shutil.which("ray", path=bindir) or "ray"
     gcs, dash = free_port(), free_port()
+    # every port the head would otherwise take from a fixed default (10001, 52365, …), so parallel runs don't clash
+    ports = {flag: free_port() for flag in ("ray-client-server-port", "dashboard-agent-listen-port",
+                                            "dashboard-agent-grpc-port", "metrics-export-port",
+                                            "runtime-env-agent-port", "node-manager-port", "object-manager-port")}
     temp = tmp_path_factory.mktemp("rayhead")
     env = {**os.environ, "PATH": f"{bindir}:{os.environ.get('PATH', '')}", "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
     log = open(temp / "head.log", "w")
     proc = subprocess.Popen(
         [ray_bin, "start", "--head", "--block", f"--port={gcs}", "--num-cpus=2", "--include-dashboard=true",
          "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--temp-dir={temp}", "--disable-usage-stats",
-         "--object-store-memory=800000000"],
+         "--object-store-memory=800000000", *(f"--{k}={v}" for k, v in ports.items())],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     address = f"http://127.0.0.1:{dash}"

@@ -1,0 +1,71 @@
+"""MLflow settings and run lookup — the driver side (workers log through ``train_loop._Tracker`` on rank 0).
+
+Embedded default: a sqlite store ``data/mlflow/mlflow.db`` with artifacts in ``data/mlflow/artifacts`` (absolute
+paths, resolved where the job starts). A tracking server (``http://host:5000``, artifacts proxied to S3) is just
+``mlflow.tracking_uri`` — or ``$MLFLOW_TRACKING_URI``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pipelines.schema import StrictModel
+
+RUN_NAME_TAG = "i2i.run_name"
+
+
+class MlflowConfig(StrictModel):
+    tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/data/mlflow/mlflow.db
+    experiment: str = "i2i"
+
+    def uri(self) -> str:
+        uri = self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        if uri:
+            return uri
+        root = os.path.abspath(os.path.join("data", "mlflow"))
+        os.makedirs(root, exist_ok=True)
+        return f"sqlite:///{root}/mlflow.db"
+
+    def artifact_location(self) -> str | None:
+        uri = self.uri()
+        if uri.startswith("sqlite:///"):  # local store: keep artifacts beside it (not in the job's cwd)
+            return "file://" + os.path.join(os.path.dirname(uri[len("sqlite:///"):]), "artifacts")
+        return None  # a server decides (proxied artifacts)
+
+
+def client(cfg: MlflowConfig):
+    import mlflow
+
+    mlflow.set_tracking_uri(cfg.uri())
+    mlflow.set_registry_uri(cfg.uri())
+    return mlflow.MlflowClient(cfg.uri())
+
+
+def experiment_id(cfg: MlflowConfig) -> str:
+    c = client(cfg)
+    exp = c.get_experiment_by_name(cfg.experiment)
+    if exp is not None:
+        return exp.experiment_id
+    return c.create_experiment(cfg.experiment, artifact_location=cfg.artifact_location())
+
+
+def run_for(cfg: MlflowConfig, run_name: str, tags: dict[str, str]) -> str:
+    """The MLflow run of a (deterministically named) training run: reused when the run resumes or is re-run."""
+    c = client(cfg)
+    exp = experiment_id(cfg)
+    found = c.search_runs([exp], filter_string=f"tags.`{RUN_NAME_TAG}` = '{run_name}'", max_results=1)
+    if found:
+        return found[0].info.run_id
+    run = c.create_run(exp, run_name=run_name, tags={RUN_NAME_TAG: run_name, **tags})
+    return run.info.run_id
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = str(v)[:6000]
+    return out

@@ -1,0 +1,170 @@
+"""Train a model on Ray Train (V2) from the shards, with checkpoints, fault tolerance and MLflow tracking.
+
+``run_train`` builds ``ScalingConfig`` / ``RunConfig`` / ``TorchTrainer(train_loop, ...)`` the way Ray's docs do.
+The run name is deterministic (model, dataset id, config hash), so re-submitting the same job resumes from its
+latest checkpoint, and a finished run is a no-op. Workers that die are replaced (``FailureConfig.max_failures``)
+and resume from the latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass
+
+from pydantic import Field
+
+from i2i_models.registry import get_model_class
+from pipelines import storage, tracking
+from pipelines.errors import DatasetError, I2IError
+from pipelines.manifest import read_manifest
+from pipelines.schema import StrictModel
+
+log = logging.getLogger(__name__)
+DONE_MARKER = "i2i_train_done.json"
+
+
+class TrainConfig(StrictModel):
+    dataset: str  # the shard output folder (with manifest.json) or the manifest's URI
+    epochs: int | None = Field(default=None, gt=0)  # None: the model's default schedule (pix2pix: 100 + 100)
+    batch_size: int = Field(default=1, gt=0)  # per worker; pix2pix's default is 1
+    crop_size: int | None = Field(default=None, gt=0)  # None: the model's image_size
+    flip: bool = True
+    shuffle_buffer: int = Field(default=64, ge=0)
+    num_workers: int = Field(default=2, gt=0)
+    use_gpu: bool | None = None  # None: use GPUs when the cluster has them
+    cpus_per_worker: float = Field(default=0.5, gt=0)  # < 1 leaves CPUs for Ray Data's readers
+    bf16: bool = True  # autocast to bfloat16 on GPU (no effect on CPU)
+    channels_last: bool = False
+    storage_path: str = "data/ray_results"  # local folder or s3://bucket/prefix
+    run_name: str | None = None  # None: <model>-<dataset>-<data id>-<config hash>
+    max_failures: int = Field(default=2, ge=-1)
+    num_to_keep: int = Field(default=2, gt=0)
+    seed: int = 0
+    train_split: str = "train"
+    val_split: str = "val"
+    log_every_steps: int = Field(default=50, gt=0)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_name: str
+    checkpoint: str  # URI of the final checkpoint folder (loadable with I2IModel.from_pretrained)
+    metrics: dict
+    mlflow_run_id: str
+    dataset_id: str
+    already_done: bool
+
+
+def run_name_for(model: str, dataset: str, dataset_id: str, spec: dict) -> str:
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{model}-{dataset}-{dataset_id[:8]}-{digest}"
+
+
+def _use_gpu(cfg: TrainConfig) -> bool:
+    import ray
+
+    return cfg.use_gpu if cfg.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
+
+
+def run_train(*, model: str, model_args: dict, loss_weights: dict, train: TrainConfig,
+              mlflow: tracking.MlflowConfig, ray_config=None, resolved_config: dict | None = None) -> TrainResult:
+    import ray
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from pipelines.cluster import init_ray
+    from pipelines.data import read_split
+    from pipelines.train_loop import train_loop
+
+    family = get_model_class(model)
+    manifest = read_manifest(train.dataset)
+    if manifest.data_mode != family.data_mode:
+        raise DatasetError(f"model '{model}' trains on {family.data_mode} data, but dataset '{manifest.dataset}' "
+                           f"is {manifest.data_mode}")
+    spec = {"model_args": model_args, "loss_weights": loss_weights,
+            "train": train.model_dump(exclude={"num_workers", "use_gpu", "cpus_per_worker", "storage_path",
+                                               "run_name", "max_failures", "log_every_steps", "num_to_keep"})}
+    name = train.run_name or run_name_for(model, manifest.dataset, manifest.id, spec)
+    run_dir = storage.join(train.storage_path, name)
+    mlflow_run = tracking.run_for(mlflow, name, {"i2i.model": model, "i2i.dataset": manifest.dataset,
+                                                 "i2i.dataset_id": manifest.id})
+    if storage.exists(storage.join(run_dir, DONE_MARKER)):
+        done = json.loads(storage.read_bytes(storage.join(run_dir, DONE_MARKER)))
+        log.info("training run %s already finished: nothing to do", name)
+        return TrainResult(**{**done, "already_done": True})
+
+    _log_params(mlflow, mlflow_run, model, model_args, loss_weights, train, resolved_config, manifest)
+    init_ray(ray_config)
+    datasets = {"train": read_split(train.dataset, train.train_split, seed=train.seed).dataset,
+                "val": read_split(train.dataset, train.val_split).dataset}
+    defaults = family(family.Config(**model_args))
+    epochs = train.epochs or defaults.default_epochs()
+    use_gpu = _use_gpu(train)
+    loop_config = {
+        "model": model, "model_args": model_args, "loss_weights": loss_weights, "epochs": epochs,
+        "batch_size": train.batch_size, "crop_size": train.crop_size or defaults.config.image_size,
+        "flip": train.flip, "shuffle_buffer": train.shuffle_buffer, "bf16": train.bf16,
+        "channels_last": train.channels_last, "seed": train.seed, "log_every_steps": train.log_every_steps,
+        "mlflow_tracking_uri": mlflow.uri(), "mlflow_run_id": mlflow_run,
+    }
+    del defaults
+    fs, path = storage.resolve(train.storage_path)
+    resources = {"CPU": train.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
+    trainer = TorchTrainer(
+        train_loop, train_loop_config=loop_config, datasets=datasets,
+        scaling_config=ray.train.ScalingConfig(num_workers=train.num_workers, use_gpu=use_gpu,
+                                               resources_per_worker=resources),
+        run_config=ray.train.RunConfig(
+            name=name, storage_path=path, storage_filesystem=fs,
+            failure_config=ray.train.FailureConfig(max_failures=train.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=train.num_to_keep)),
+    )
+    log.info("training %s on %s (%d workers, %s) as run %s -> %s", model, manifest.dataset, train.num_workers,
+             "GPU" if use_gpu else "CPU", name, run_dir)
+    try:
+        result = trainer.fit()
+    except ray.train.TrainingFailedError as err:
+        raise I2IError(f"training run {name} failed after {train.max_failures} restarts: {err}") from err
+    checkpoint = _uri_of(result.checkpoint, train.storage_path)
+    out = TrainResult(run_name=name, checkpoint=checkpoint, metrics=_plain(result.metrics),
+                      mlflow_run_id=mlflow_run, dataset_id=manifest.id, already_done=False)
+    storage.write_bytes(storage.join(run_dir, DONE_MARKER), json.dumps(
+        {k: v for k, v in asdict(out).items() if k != "already_done"}, default=str).encode())
+    return out
+
+
+def _uri_of(checkpoint, storage_path: str) -> str:
+    """The checkpoint's location as a URI of the same kind as ``storage_path``."""
+    if "://" in storage_path and not storage_path.startswith("file://"):
+        return f"{storage_path.split('://', 1)[0]}://{checkpoint.path}"
+    return checkpoint.path
+
+
+def _plain(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))}
+
+
+def _log_params(mlflow: tracking.MlflowConfig, run_id: str, model: str, model_args: dict, loss_weights: dict,
+                train: TrainConfig, resolved_config: dict | None, manifest) -> None:
+    c = tracking.client(mlflow)
+    family = get_model_class(model)
+    weights = family.resolve_weights(loss_weights)
+    params = {"model": model, **tracking.flatten({"model_args": dataclass_dict(family, model_args)}),
+              **{f"loss_weights.{k}": str(v) for k, v in weights.items()},
+              **tracking.flatten({"train": train.model_dump()})}
+    if resolved_config:
+        params.update({k: v for k, v in tracking.flatten(resolved_config).items() if k not in params})
+    existing = c.get_run(run_id).data.params
+    fresh = {k: v for k, v in params.items() if k not in existing}
+    from mlflow.entities import Param
+
+    for i in range(0, len(fresh), 100):
+        c.log_batch(run_id, params=[Param(k, v) for k, v in list(fresh.items())[i:i + 100]])
+    c.set_tag(run_id, "i2i.dataset_id", manifest.id)
+    c.set_tag(run_id, "i2i.dataset_manifest", manifest.source.uri)
+
+
+def dataclass_dict(family, model_args: dict) -> dict:
+    return asdict(family.Config(**model_args))

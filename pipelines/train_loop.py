@@ -1,0 +1,185 @@
+"""The per-worker training function Ray Train runs on every rank (``TorchTrainer(train_loop, ...)``).
+
+Every network is wrapped in DDP separately (gloo on CPU, NCCL on GPU). Data arrive as equal shards of the Ray
+Datasets (``get_dataset_shard``), are cropped/flipped on the worker from a seeded generator (same crop for an input
+and its target), and each epoch ends with validation metrics all-reduced across ranks, one ``ray.train.report`` per
+rank, and a checkpoint written by rank 0 (networks, optimizers, LR schedulers, epoch, step, model config — a
+checkpoint folder is also loadable with ``I2IModel.from_pretrained``). Only rank 0 talks to MLflow.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections import defaultdict
+
+import torch
+import torch.distributed as dist
+
+from i2i_models.base import I2IModel, unwrap
+from i2i_models.registry import get_model
+from pipelines import metrics
+from pipelines.data import to_model_batch
+
+STATE_FILE = "train_state.pt"
+
+
+def _all_reduce(t: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(t)
+    return t
+
+
+def build_model(config: dict, device: torch.device, world_size: int) -> I2IModel:
+    import ray.train.torch
+
+    model = get_model(config["model"], loss_weights=config["loss_weights"], **config["model_args"])
+    if config["bf16"] and device.type == "cuda":
+        model.amp_dtype = torch.bfloat16
+    for name in list(model.nets):
+        net = model.nets[name]
+        if config["channels_last"]:
+            net = net.to(memory_format=torch.channels_last)
+        # one DDP wrapper per network; buffers not re-broadcast on every forward (D runs twice per step)
+        model.nets[name] = ray.train.torch.prepare_model(
+            net, parallel_strategy_kwargs={"broadcast_buffers": False}) if world_size > 1 else net.to(device)
+    model.setup_optimizers()
+    return model
+
+
+def _schedulers(model: I2IModel) -> dict[str, torch.optim.lr_scheduler.LambdaLR]:
+    return {g: torch.optim.lr_scheduler.LambdaLR(opt, model.lr_factor) for g, opt in model.optimizers.items()}
+
+
+def _restore(model: I2IModel, schedulers: dict) -> tuple[int, int]:
+    """Load the latest checkpoint if Ray Train hands one over (a restarted worker group or a re-run)."""
+    import ray.train
+
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is None:
+        return 0, 0
+    with ckpt.as_directory() as d:
+        state = torch.load(os.path.join(d, STATE_FILE), map_location="cpu", weights_only=True)
+    model.load_nets(state["nets"])
+    for g, opt in model.optimizers.items():
+        opt.load_state_dict(state["optimizers"][g])
+        schedulers[g].load_state_dict(state["schedulers"][g])
+    print(f"[i2i] resumed from checkpoint: epoch {state['epoch']} done, step {state['step']}", flush=True)
+    return state["epoch"] + 1, state["step"]
+
+
+def _save(model: I2IModel, schedulers: dict, epoch: int, step: int, directory: str) -> None:
+    model.save_pretrained(directory)
+    torch.save({"nets": {k: unwrap(v).state_dict() for k, v in model.nets.items()},
+                "optimizers": {g: o.state_dict() for g, o in model.optimizers.items()},
+                "schedulers": {g: s.state_dict() for g, s in schedulers.items()},
+                "epoch": epoch, "step": step}, os.path.join(directory, STATE_FILE))
+
+
+def _to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return {k: (v.to(device).contiguous(memory_format=fmt) if v.dim() == 4 else v.to(device))
+            for k, v in batch.items()}
+
+
+def _train_epoch(model: I2IModel, config: dict, epoch: int, step: int, rank: int, device) -> tuple[dict, int, float]:
+    import ray.train
+
+    shard = ray.train.get_dataset_shard("train")
+    gen = torch.Generator().manual_seed(config["seed"] * 1_000_003 + epoch * 7919 + rank)
+    sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=device))
+    n_steps, n_images, t0 = 0, 0, time.perf_counter()
+    batches = shard.iter_torch_batches(batch_size=config["batch_size"], drop_last=True,
+                                       local_shuffle_buffer_size=config["shuffle_buffer"],
+                                       local_shuffle_seed=config["seed"] + epoch * 31 + rank)
+    for raw in batches:
+        batch = to_model_batch(raw, crop_size=config["crop_size"], flip=config["flip"], generator=gen)
+        out = model.train_step(_to_device(batch, device, config["channels_last"]), step)
+        for k, v in out.losses.items():
+            sums[k] += v.float()
+        n_steps, step = n_steps + 1, step + 1
+        n_images += next(iter(batch.values())).shape[0]
+        if rank == 0 and step % config["log_every_steps"] == 0:
+            rate = n_images / (time.perf_counter() - t0)
+            losses = " ".join(f"{k}={v.item():.4f}" for k, v in out.losses.items())
+            print(f"[i2i] epoch {epoch} step {step} {losses} {rate:.1f} img/s/rank", flush=True)
+    seconds = time.perf_counter() - t0
+    names = [t.name for t in model.loss_terms]
+    totals = _all_reduce(torch.stack([sums[k] for k in names] + [torch.tensor(float(n_steps), device=device),
+                                                                   torch.tensor(float(n_images), device=device)]))
+    losses = {f"loss_{k}": float(totals[i]) / max(float(totals[-2]), 1.0) for i, k in enumerate(names)}
+    return {**losses, "images_per_s": float(totals[-1]) / max(seconds, 1e-9)}, step, seconds
+
+
+def _validate(model: I2IModel, config: dict, device) -> tuple[dict, list[torch.Tensor] | None]:
+    """Paired metrics on this rank's share of the val split, all-reduced; the first batch for the sample grid."""
+    import ray.train
+
+    sums, first = torch.zeros(4, device=device), None
+    gen = torch.Generator().manual_seed(config["seed"])
+    for raw in ray.train.get_dataset_shard("val").iter_torch_batches(batch_size=config["batch_size"]):
+        batch = _to_device(to_model_batch(raw, crop_size=config["crop_size"], generator=gen), device,
+                           config["channels_last"])
+        fake = model.translate(batch["input"])
+        sums += metrics.paired_sums(fake, batch["target"]).to(device)
+        if first is None:
+            first = [batch["input"], fake, batch["target"]]
+    means = metrics.paired_means(_all_reduce(sums).cpu())
+    return {f"val_{k}": v for k, v in means.items()}, first
+
+
+def train_loop(config: dict) -> None:
+    import ray.train
+    import ray.train.torch
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    torch.manual_seed(config["seed"] + rank)
+    model = build_model(config, device, world)
+    schedulers = _schedulers(model)
+    start_epoch, step = _restore(model, schedulers)
+    tracker = _Tracker(config) if rank == 0 else None
+    for epoch in range(start_epoch, config["epochs"]):
+        train_metrics, step, seconds = _train_epoch(model, config, epoch, step, rank, device)
+        for s in schedulers.values():
+            s.step()
+        val_metrics, grid = _validate(model, config, device)
+        m = {"epoch": epoch, "step": step, "start_epoch": start_epoch, "epoch_seconds": seconds,
+             "lr_factor": model.lr_factor(epoch), **train_metrics, **val_metrics}
+        if rank == 0:
+            print(f"[i2i] epoch {epoch} done: " + " ".join(f"{k}={v:.4g}" for k, v in m.items()), flush=True)
+            tracker.log(m, epoch, grid)
+        with tempfile.TemporaryDirectory() as d:
+            checkpoint = None
+            if rank == 0:
+                _save(model, schedulers, epoch, step, d)
+                checkpoint = ray.train.Checkpoint.from_directory(d)
+            ray.train.report(m, checkpoint=checkpoint)  # every rank reports; rank 0's checkpoint is kept
+    if tracker:
+        tracker.close()
+
+
+class _Tracker:
+    """Rank 0's MLflow logging: per-epoch metrics and the input | output | target sample grid."""
+
+    def __init__(self, config: dict):
+        import mlflow
+
+        self.mlflow = mlflow
+        self.enabled = bool(config.get("mlflow_run_id"))
+        if self.enabled:
+            mlflow.set_tracking_uri(config["mlflow_tracking_uri"])
+            mlflow.start_run(run_id=config["mlflow_run_id"])
+
+    def log(self, m: dict, epoch: int, grid: list[torch.Tensor] | None) -> None:
+        if not self.enabled:
+            return
+        self.mlflow.log_metrics({k: float(v) for k, v in m.items() if k not in ("epoch",)}, step=epoch)
+        if grid is not None:
+            self.mlflow.log_image(metrics.sample_grid(grid), key="samples", step=epoch)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.mlflow.end_run()
