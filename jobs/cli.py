@@ -2,9 +2,13 @@
 
 import sys
 
-from jobs import data_demo, shard, train
+from jobs import data_demo, evaluate, nightly, promote, register, shard, train, translate
 
-COMMANDS = {("shard",): shard.main, ("data", "demo"): data_demo.main, ("train",): train.main}
+COMMANDS = {
+    ("data", "demo"): data_demo.main, ("shard",): shard.main, ("train",): train.main, ("evaluate",): evaluate.main,
+    ("register",): register.main, ("promote",): promote.main, ("nightly",): nightly.main,
+    ("translate",): translate.main,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,9 @@ from pipelines.cluster import RayConfig
 from pipelines.errors import ConfigError
 from pipelines.schema import StrictModel, validate
 from pipelines.shard import ShardConfig
+from pipelines.evaluate import EvaluateConfig
+from pipelines.promote import PromoteConfig
+from pipelines.register import RegisterConfig
 from pipelines.tracking import MlflowConfig
 from pipelines.train import TrainConfig
 
@@ -32,7 +35,15 @@ class PipelineConfig(StrictModel):
     model: ModelSection = ModelSection()
     loss_weights: dict[str, float] = {}  # by term name, e.g. {l1: 50}; unset terms keep the paper's default
     train: TrainConfig | None = None
+    evaluate: EvaluateConfig = EvaluateConfig()
+    registry: RegisterConfig = RegisterConfig()
+    promote: PromoteConfig = PromoteConfig()
     mlflow: MlflowConfig = MlflowConfig()
+
+    def train_args(self) -> dict:
+        """The keyword arguments that name one training run (model, its args, weights, train section)."""
+        return {"model": self.model.name, "model_args": self.model.args, "loss_weights": self.loss_weights,
+                "train": self.require("train")}
 
     @pydantic.model_validator(mode="after")
     def _check_model_names(self):

@@ -139,9 +139,10 @@ def read_split(manifest: str, split: str, *, domain: str | None = None, seed: in
 
 
 def to_model_batch(batch: dict[str, torch.Tensor], *, crop_size: int | None = None, flip: bool = False,
-                   generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                   generator: torch.Generator | None = None, center: bool = False) -> dict[str, torch.Tensor]:
     """uint8 NHWC image columns → float NCHW in [-1, 1], with the same random crop/flip per sample for every image
-    column of that sample (so an input/target pair stays aligned). Other columns pass through."""
+    column of that sample (so an input/target pair stays aligned). ``center``: the central crop (evaluation).
+    Other columns pass through."""
     images = {k: v for k, v in batch.items() if k in ("input", "target", "image")}
     out = {k: v for k, v in batch.items() if k not in images}
     if not images:
@@ -151,8 +152,11 @@ def to_model_batch(batch: dict[str, torch.Tensor], *, crop_size: int | None = No
     size = crop_size or min(h, w)
     if size > min(h, w):
         raise ValueError(f"crop_size {size} is larger than the stored images ({h}x{w}); re-shard with a larger load_size")
-    ys = torch.randint(0, h - size + 1, (n,), generator=generator)
-    xs = torch.randint(0, w - size + 1, (n,), generator=generator)
+    if center:
+        ys, xs = torch.full((n,), (h - size) // 2), torch.full((n,), (w - size) // 2)
+    else:
+        ys = torch.randint(0, h - size + 1, (n,), generator=generator)
+        xs = torch.randint(0, w - size + 1, (n,), generator=generator)
     flips = torch.rand(n, generator=generator) < 0.5 if flip else torch.zeros(n, dtype=torch.bool)
     for k, v in images.items():
         crops = [v[i, ys[i] : ys[i] + size, xs[i] : xs[i] + size] for i in range(n)]

@@ -65,6 +65,12 @@ def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
     return fs, path.rstrip("/")
 
 
+def absolute(uri: str) -> str:
+    """``uri`` with a local path made absolute (so it stays valid from another working directory)."""
+    fs, path = resolve(uri)
+    return path if isinstance(fs, pafs.LocalFileSystem) else uri
+
+
 def describe(uri: str) -> str:
     """``uri`` plus the endpoint it resolves to, for messages (never credentials)."""
     if urlparse(uri).scheme in ("s3", "s3a"):

@@ -68,6 +68,29 @@ def _use_gpu(cfg: TrainConfig) -> bool:
     return cfg.use_gpu if cfg.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
 
 
+def plan_run(model: str, model_args: dict, loss_weights: dict, train: TrainConfig):
+    """(run name, run folder URI, manifest) of the training run this config describes — without running it."""
+    family = get_model_class(model)
+    manifest = read_manifest(train.dataset)
+    if manifest.data_mode != family.data_mode:
+        raise DatasetError(f"model '{model}' trains on {family.data_mode} data, but dataset '{manifest.dataset}' "
+                           f"is {manifest.data_mode}")
+    spec = {"model_args": model_args, "loss_weights": loss_weights,
+            "train": train.model_dump(exclude={"num_workers", "use_gpu", "cpus_per_worker", "storage_path",
+                                               "run_name", "max_failures", "log_every_steps", "num_to_keep"})}
+    name = train.run_name or run_name_for(model, manifest.dataset, manifest.id, spec)
+    return name, storage.join(train.storage_path, name), manifest
+
+
+def finished_run(model: str, model_args: dict, loss_weights: dict, train: TrainConfig) -> TrainResult | None:
+    """The result of this config's training run if it has finished, else None."""
+    _, run_dir, _ = plan_run(model, model_args, loss_weights, train)
+    marker = storage.join(run_dir, DONE_MARKER)
+    if not storage.exists(marker):
+        return None
+    return TrainResult(**{**json.loads(storage.read_bytes(marker)), "already_done": True})
+
+
 def run_train(*, model: str, model_args: dict, loss_weights: dict, train: TrainConfig,
               mlflow: tracking.MlflowConfig, ray_config=None, resolved_config: dict | None = None) -> TrainResult:
     import ray
@@ -79,21 +102,12 @@ def run_train(*, model: str, model_args: dict, loss_weights: dict, train: TrainC
     from pipelines.train_loop import train_loop
 
     family = get_model_class(model)
-    manifest = read_manifest(train.dataset)
-    if manifest.data_mode != family.data_mode:
-        raise DatasetError(f"model '{model}' trains on {family.data_mode} data, but dataset '{manifest.dataset}' "
-                           f"is {manifest.data_mode}")
-    spec = {"model_args": model_args, "loss_weights": loss_weights,
-            "train": train.model_dump(exclude={"num_workers", "use_gpu", "cpus_per_worker", "storage_path",
-                                               "run_name", "max_failures", "log_every_steps", "num_to_keep"})}
-    name = train.run_name or run_name_for(model, manifest.dataset, manifest.id, spec)
-    run_dir = storage.join(train.storage_path, name)
+    name, run_dir, manifest = plan_run(model, model_args, loss_weights, train)
     mlflow_run = tracking.run_for(mlflow, name, {"i2i.model": model, "i2i.dataset": manifest.dataset,
                                                  "i2i.dataset_id": manifest.id})
-    if storage.exists(storage.join(run_dir, DONE_MARKER)):
-        done = json.loads(storage.read_bytes(storage.join(run_dir, DONE_MARKER)))
+    if (done := finished_run(model, model_args, loss_weights, train)) is not None:
         log.info("training run %s already finished: nothing to do", name)
-        return TrainResult(**{**done, "already_done": True})
+        return done
 
     _log_params(mlflow, mlflow_run, model, model_args, loss_weights, train, resolved_config, manifest)
     init_ray(ray_config)

@@ -117,9 +117,8 @@ def _validate(model: I2IModel, config: dict, device) -> tuple[dict, list[torch.T
     import ray.train
 
     sums, first = torch.zeros(4, device=device), None
-    gen = torch.Generator().manual_seed(config["seed"])
     for raw in ray.train.get_dataset_shard("val").iter_torch_batches(batch_size=config["batch_size"]):
-        batch = _to_device(to_model_batch(raw, crop_size=config["crop_size"], generator=gen), device,
+        batch = _to_device(to_model_batch(raw, crop_size=config["crop_size"], center=True), device,
                            config["channels_last"])
         fake = model.translate(batch["input"])
         sums += metrics.paired_sums(fake, batch["target"]).to(device)

@@ -1,0 +1,36 @@
+"""Promote the challenger to champion if it beats the champion on the configured metric (same eval shards).
+
+    ray job submit --working-dir . -- python -m jobs.promote --config jobs/configs/quickstart.yaml [--version N]
+"""
+
+import argparse
+import sys
+from dataclasses import asdict
+
+from jobs._run import run
+from pipelines.config import add_config_args, load_config
+from pipelines.manifest import read_manifest
+from pipelines.promote import run_promote
+from pipelines.register import registered_name
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="i2i promote", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(parser)
+    parser.add_argument("--name", help="registered model (default: i2i-<model>-<dataset> of the config)")
+    parser.add_argument("--version", help="the version to judge (default: the one aliased challenger)")
+    args = parser.parse_args(argv)
+
+    def step() -> dict:
+        cfg = load_config(args.config, args.overrides)
+        name = args.name or registered_name(cfg.model.name, read_manifest(cfg.require("train").dataset).dataset,
+                                            cfg.registry)
+        return asdict(run_promote(name=name, mlflow=cfg.mlflow, cfg=cfg.promote, eval_cfg=cfg.evaluate,
+                                  version=args.version))
+
+    return run(step)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
