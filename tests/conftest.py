@@ -88,10 +88,13 @@ def ray_head(s3_endpoint, tmp_path_factory):
     import time
     import urllib.request
 
-    def free_port() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
+    held: list[socket.socket] = []
+
+    def free_port() -> int:  # distinct: every probe socket stays bound until all ports are chosen
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        held.append(s)
+        return s.getsockname()[1]
 
     bindir = os.path.dirname(sys.executable)
     ray_bin = shutil.which("ray", path=bindir) or "ray"
@@ -100,6 +103,8 @@ def ray_head(s3_endpoint, tmp_path_factory):
     ports = {flag: free_port() for flag in ("ray-client-server-port", "dashboard-agent-listen-port",
                                             "dashboard-agent-grpc-port", "metrics-export-port",
                                             "runtime-env-agent-port", "node-manager-port", "object-manager-port")}
+    for s in held:
+        s.close()
     temp = tmp_path_factory.mktemp("rayhead")
     env = {**os.environ, "PATH": f"{bindir}:{os.environ.get('PATH', '')}", "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
     log = open(temp / "head.log", "w")
