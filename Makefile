@@ -10,10 +10,11 @@ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER ?= 0
 venv:
 	@scripts/venv.sh
 
-## Main job: build the demo datasets and run the quickstart pipeline on embedded defaults.
+## Main job: build the demo datasets and run the whole quickstart pipeline on embedded defaults
+## (local Ray, data/ as the object store, MLflow on sqlite): shard → train → evaluate → register → promote.
 quickstart: venv
 	$(VENV)/bin/i2i data demo --out data/demo
-	$(VENV)/bin/i2i shard --config jobs/configs/quickstart.yaml
+	$(VENV)/bin/i2i nightly --config jobs/configs/quickstart.yaml
 
 ## All tests (unit + integration with a real S3 server, MLflow server and local Ray cluster).
 test: venv
@@ -21,3 +22,4 @@ test: venv
 
 bench: venv
 	$(VENV)/bin/python benchmarks/shard_throughput.py
+	$(VENV)/bin/python benchmarks/train_step.py

@@ -43,3 +43,13 @@ def test_lsgan_and_instance_norm_variants_train():
     m.setup_optimizers()
     out = m.train_step({"input": torch.rand(1, 3, 32, 32), "target": torch.rand(1, 3, 32, 32)}, 0)
     assert all(torch.isfinite(v) for v in out.losses.values())
+
+
+def test_bf16_autocast_path():
+    """The switch the trainer flips on GPU; here on CPU, where torch.autocast supports bfloat16 too."""
+    m = get_model("pix2pix", image_size=32, ngf=8, ndf=8)
+    m.amp_dtype = torch.bfloat16
+    m.setup_optimizers()
+    out = m.train_step({"input": torch.rand(2, 3, 32, 32), "target": torch.rand(2, 3, 32, 32)}, 0)
+    assert all(torch.isfinite(v) for v in out.losses.values()) and out.images["fake_b"].dtype == torch.float32
+    assert m.translate(torch.rand(1, 3, 32, 32)).dtype == torch.float32
