@@ -8,11 +8,9 @@ import sys
 from dataclasses import asdict
 
 from jobs._run import run
-from pipelines import storage
 from pipelines.config import add_config_args, load_config
-from pipelines.errors import I2IError
 from pipelines.evaluate import run_evaluate
-from pipelines.train import finished_run, plan_run
+from pipelines.nightly import step_evaluate, finished
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,13 +22,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def step() -> dict:
         cfg = load_config(args.config, args.overrides)
-        done = None if args.model else finished_run(**cfg.train_args())
-        if not args.model and done is None:
-            raise I2IError("this config's training run has not finished: run `i2i train` first, or pass --model")
-        _, run_dir, _ = plan_run(**cfg.train_args())
-        return asdict(run_evaluate(model_uri=args.model or done.checkpoint, dataset=cfg.require("train").dataset,
-                                   cfg=cfg.evaluate, mlflow=cfg.mlflow, mlflow_run_id=done and done.mlflow_run_id,
-                                   output=None if args.model else storage.join(run_dir, "eval.json")))
+        if args.model:
+            return asdict(run_evaluate(model_uri=args.model, dataset=cfg.require("train").dataset,
+                                       cfg=cfg.evaluate, mlflow=cfg.mlflow))
+        return asdict(step_evaluate(cfg, finished(cfg)))
 
     return run(step)
 

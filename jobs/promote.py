@@ -9,9 +9,7 @@ from dataclasses import asdict
 
 from jobs._run import run
 from pipelines.config import add_config_args, load_config
-from pipelines.manifest import read_manifest
-from pipelines.promote import run_promote
-from pipelines.register import registered_name
+from pipelines.nightly import step_promote
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,15 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", help="registered model (default: i2i-<model>-<dataset> of the config)")
     parser.add_argument("--version", help="the version to judge (default: the one aliased challenger)")
     args = parser.parse_args(argv)
-
-    def step() -> dict:
-        cfg = load_config(args.config, args.overrides)
-        name = args.name or registered_name(cfg.model.name, read_manifest(cfg.require("train").dataset).dataset,
-                                            cfg.registry)
-        return asdict(run_promote(name=name, mlflow=cfg.mlflow, cfg=cfg.promote, eval_cfg=cfg.evaluate,
-                                  version=args.version))
-
-    return run(step)
+    return run(lambda: asdict(step_promote(load_config(args.config, args.overrides), args.name, args.version)))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from dataclasses import asdict
 
 from jobs._run import run
 from pipelines.config import add_config_args, load_config
-from pipelines.train import run_train
+from pipelines.nightly import step_train
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,13 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     add_config_args(parser)
     args = parser.parse_args(argv)
 
-    def step() -> dict:
-        cfg = load_config(args.config, args.overrides)
-        return asdict(run_train(model=cfg.model.name, model_args=cfg.model.args, loss_weights=cfg.loss_weights,
-                                train=cfg.require("train"), mlflow=cfg.mlflow, ray_config=cfg.ray,
-                                resolved_config=cfg.model_dump()))
-
-    return run(step)
+    return run(lambda: asdict(step_train(load_config(args.config, args.overrides))))
 
 
 if __name__ == "__main__":

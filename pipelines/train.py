@@ -75,7 +75,8 @@ def plan_run(model: str, model_args: dict, loss_weights: dict, train: TrainConfi
     if manifest.data_mode != family.data_mode:
         raise DatasetError(f"model '{model}' trains on {family.data_mode} data, but dataset '{manifest.dataset}' "
                            f"is {manifest.data_mode}")
-    spec = {"model_args": model_args, "loss_weights": loss_weights,
+    # canonical: every weight and model field spelled out, so "default" and "set to the default" name one run
+    spec = {"model_args": dataclass_dict(family, model_args), "loss_weights": family.resolve_weights(loss_weights),
             "train": train.model_dump(exclude={"num_workers", "use_gpu", "cpus_per_worker", "storage_path",
                                                "run_name", "max_failures", "log_every_steps", "num_to_keep"})}
     name = train.run_name or run_name_for(model, manifest.dataset, manifest.id, spec)

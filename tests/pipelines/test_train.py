@@ -44,7 +44,7 @@ def s3_pairs(ray_cluster, demo_root):
     return out
 
 
-def test_two_workers_from_s3_with_a_killed_worker(s3_pairs, mlflow_server):
+def test_two_workers_from_s3_with_a_killed_worker(s3_pairs, mlflow_server, tmp_path):
     storage_path = f"s3://{BUCKET}/ray-results"
     train = TrainConfig(dataset=s3_pairs, epochs=6, batch_size=4, crop_size=32, num_workers=2,
                         storage_path=storage_path, max_failures=2, log_every_steps=5)
@@ -84,6 +84,25 @@ def test_two_workers_from_s3_with_a_killed_worker(s3_pairs, mlflow_server):
     again = run_train(model="pix2pix", model_args=TINY, loss_weights={"l1": 50}, train=train, mlflow=tracking)
     assert again.already_done and again.checkpoint == result.checkpoint
     assert finished_run("pix2pix", TINY, {"l1": 50}, train).run_name == result.run_name
+
+    # the standalone steps on the finished run, as `i2i evaluate|register|promote --config …` run them
+    import yaml
+
+    from jobs import evaluate, promote, register
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "model": {"name": "pix2pix", "args": TINY}, "loss_weights": {"l1": 50},
+        "train": train.model_dump(), "evaluate": {"feature_net": "tiny", "batch_size": 8},
+        "mlflow": {"tracking_uri": mlflow_server, "experiment": "test-train"}}))
+    assert evaluate.main(["--config", str(cfg)]) == 0
+    assert storage.exists(storage.join(storage_path, result.run_name, "eval.json"))
+    assert "eval_fid" in client.get_run(result.mlflow_run_id).data.metrics
+    assert register.main(["--config", str(cfg)]) == 0
+    assert register.main(["--config", str(cfg)]) == 0  # once per run: the same version again
+    versions = client.search_model_versions("name='i2i-pix2pix-edges2photo'")
+    assert len([v for v in versions if v.run_id == result.mlflow_run_id]) == 1
+    assert promote.main(["--config", str(cfg)]) == 0
 
 
 def test_model_and_data_mode_must_match(s3_pairs, tmp_path, demo_root):
