@@ -88,7 +88,9 @@ class I2IModel(nn.Module):
         """Multiplier of the base learning rate at ``epoch`` (0-based); constant unless a family says otherwise."""
         return 1.0
 
-    def default_epochs(self) -> int:
+    @classmethod
+    def default_epochs(cls, config: Any) -> int:
+        """Length of the authors' schedule, in epochs, for ``config``."""
         raise NotImplementedError
 
     def train_step(self, batch: Mapping[str, torch.Tensor], step: int) -> StepOutput:

@@ -96,8 +96,9 @@ class Pix2Pix(I2IModel):
         c = self.config
         return 1.0 - max(0, epoch + 1 - c.n_epochs) / float(c.n_epochs_decay + 1)
 
-    def default_epochs(self) -> int:
-        return self.config.n_epochs + self.config.n_epochs_decay
+    @classmethod
+    def default_epochs(cls, config: Pix2PixConfig) -> int:
+        return config.n_epochs + config.n_epochs_decay
 
     def train_step(self, batch, step: int) -> StepOutput:
         real_a, real_b = batch["input"], batch["target"]

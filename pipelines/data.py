@@ -117,6 +117,9 @@ def read_split(manifest: str, split: str, *, domain: str | None = None, seed: in
     import ray
     from ray.data.datasource import FileShuffleConfig
 
+    from pipelines.cluster import init_ray
+
+    init_ray()  # never let Ray Data start (or join) a cluster on its own
     m = read_manifest(manifest)
     base = base_uri(manifest)
     uris = verify(m, base, split) if verify_shards else m.shard_uris(base, split)

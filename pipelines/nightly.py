@@ -16,13 +16,19 @@ from pipelines.promote import PromoteResult, run_promote
 from pipelines.register import RegisterResult, registered_name, run_register
 from pipelines.shard import result_dict, run_shard
 from pipelines.train import TrainResult, finished_run, plan_run, run_train
+from pipelines.tune import TuneResult, run_tune
 
 log = logging.getLogger(__name__)
 EVAL_FILE = "eval.json"
 
 
-def step_train(cfg: PipelineConfig) -> TrainResult:
-    return run_train(**cfg.train_args(), mlflow=cfg.mlflow, ray_config=cfg.ray, resolved_config=cfg.model_dump())
+def step_train(cfg: PipelineConfig, tags: dict[str, str] | None = None) -> TrainResult:
+    return run_train(**cfg.train_args(), mlflow=cfg.mlflow, ray_config=cfg.ray, resolved_config=cfg.model_dump(),
+                     tags=tags)
+
+
+def step_tune(cfg: PipelineConfig) -> TuneResult:
+    return run_tune(**cfg.tune_args())
 
 
 def finished(cfg: PipelineConfig) -> TrainResult:
@@ -48,7 +54,8 @@ def stored_evaluation(cfg: PipelineConfig) -> EvalResult:
     return EvalResult(**{k: ev[k] for k in ("metrics", "dataset", "dataset_id", "split", "samples")})
 
 
-def step_register(cfg: PipelineConfig, train: TrainResult, evaluation: EvalResult) -> RegisterResult:
+def step_register(cfg: PipelineConfig, train: TrainResult, evaluation: EvalResult,
+                  tags: dict[str, str] | None = None) -> RegisterResult:
     """Register the run's model once: a version already created from this MLflow run is reused."""
     _, _, manifest = plan_run(**cfg.train_args())
     name = registered_name(cfg.model.name, manifest.dataset, cfg.registry)
@@ -59,7 +66,7 @@ def step_register(cfg: PipelineConfig, train: TrainResult, evaluation: EvalResul
         return RegisterResult(name=name, version=str(mv.version), model_uri=f"models:/{name}/{mv.version}")
     return run_register(checkpoint=train.checkpoint, model=cfg.model.name, dataset=manifest.dataset,
                         mlflow=cfg.mlflow, run_id=train.mlflow_run_id, eval_result=evaluation, cfg=cfg.registry,
-                        tags={"i2i.run_name": train.run_name, "i2i.dataset_id": manifest.id})
+                        tags={"i2i.run_name": train.run_name, "i2i.dataset_id": manifest.id, **(tags or {})})
 
 
 def step_promote(cfg: PipelineConfig, name: str | None = None, version: str | None = None) -> PromoteResult:
@@ -73,9 +80,16 @@ def run_nightly(cfg: PipelineConfig) -> dict:
     summary: dict = {}
     if cfg.shard is not None:
         summary["shard"] = result_dict(run_shard(cfg.shard, ray_config=cfg.ray, resolved_config=cfg.model_dump()))
-    train = step_train(cfg)
+    tags: dict[str, str] = {}
+    if cfg.tune.enabled:  # tune first; the final model trains with the best values, and says who chose them
+        tuned = step_tune(cfg)
+        summary["tune"] = asdict(tuned)
+        cfg = cfg.with_values(tuned.best_config)
+        tags = {"i2i.tune_run": tuned.name, "i2i.tune_mlflow_run": tuned.mlflow_run_id,
+                "i2i.tuned_values": json.dumps(tuned.best_config)}
+    train = step_train(cfg, tags)
     evaluation = step_evaluate(cfg, train)
-    reg = step_register(cfg, train, evaluation)
+    reg = step_register(cfg, train, evaluation, tags)
     promo = step_promote(cfg, reg.name, reg.version)
     summary.update(train=asdict(train), evaluate=asdict(evaluation), register=asdict(reg), promote=asdict(promo))
     summary["champion_uri"] = f"models:/{reg.name}@{cfg.promote.champion_alias}"

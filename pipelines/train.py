@@ -92,59 +92,75 @@ def finished_run(model: str, model_args: dict, loss_weights: dict, train: TrainC
     return TrainResult(**{**json.loads(storage.read_bytes(marker)), "already_done": True})
 
 
-def run_train(*, model: str, model_args: dict, loss_weights: dict, train: TrainConfig,
-              mlflow: tracking.MlflowConfig, ray_config=None, resolved_config: dict | None = None) -> TrainResult:
-    import ray
+def loop_config(model: str, model_args: dict, loss_weights: dict, train: TrainConfig, *, mlflow_uri: str = "",
+                mlflow_run_id: str = "", objective: dict | None = None) -> dict:
+    """The plain dict ``train_loop`` / ``run_loop`` read (it travels to the workers)."""
+    family = get_model_class(model)
+    config = family.Config(**model_args)
+    return {
+        "model": model, "model_args": model_args, "loss_weights": loss_weights,
+        "epochs": train.epochs or family.default_epochs(config),
+        "batch_size": train.batch_size, "crop_size": train.crop_size or config.image_size, "flip": train.flip,
+        "shuffle_buffer": train.shuffle_buffer, "bf16": train.bf16, "channels_last": train.channels_last,
+        "seed": train.seed, "log_every_steps": train.log_every_steps, "mlflow_tracking_uri": mlflow_uri,
+        "mlflow_run_id": mlflow_run_id, **(objective or {}),
+    }
+
+
+def datasets_for(train: TrainConfig) -> dict:
+    from pipelines.data import read_split
+
+    return {"train": read_split(train.dataset, train.train_split, seed=train.seed).dataset,
+            "val": read_split(train.dataset, train.val_split).dataset}
+
+
+def trainer_for(config: dict, train: TrainConfig, *, name: str, storage_path: str, callbacks=()):
+    """The ``TorchTrainer`` for one run: workers, resources (fractional CPUs leave room for Ray Data), storage."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from pipelines.cluster import init_ray
-    from pipelines.data import read_split
     from pipelines.train_loop import train_loop
 
-    family = get_model_class(model)
-    name, run_dir, manifest = plan_run(model, model_args, loss_weights, train)
-    mlflow_run = tracking.run_for(mlflow, name, {"i2i.model": model, "i2i.dataset": manifest.dataset,
-                                                 "i2i.dataset_id": manifest.id})
-    if (done := finished_run(model, model_args, loss_weights, train)) is not None:
-        log.info("training run %s already finished: nothing to do", name)
-        return done
-
-    _log_params(mlflow, mlflow_run, model, model_args, loss_weights, train, resolved_config, manifest)
-    init_ray(ray_config)
-    datasets = {"train": read_split(train.dataset, train.train_split, seed=train.seed).dataset,
-                "val": read_split(train.dataset, train.val_split).dataset}
-    defaults = family(family.Config(**model_args))
-    epochs = train.epochs or defaults.default_epochs()
     use_gpu = _use_gpu(train)
-    loop_config = {
-        "model": model, "model_args": model_args, "loss_weights": loss_weights, "epochs": epochs,
-        "batch_size": train.batch_size, "crop_size": train.crop_size or defaults.config.image_size,
-        "flip": train.flip, "shuffle_buffer": train.shuffle_buffer, "bf16": train.bf16,
-        "channels_last": train.channels_last, "seed": train.seed, "log_every_steps": train.log_every_steps,
-        "mlflow_tracking_uri": mlflow.uri(), "mlflow_run_id": mlflow_run,
-    }
-    del defaults
-    fs, path = storage.resolve(train.storage_path)
-    resources = {"CPU": train.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
-    trainer = TorchTrainer(
-        train_loop, train_loop_config=loop_config, datasets=datasets,
-        scaling_config=ray.train.ScalingConfig(num_workers=train.num_workers, use_gpu=use_gpu,
-                                               resources_per_worker=resources),
+    fs, path = storage.resolve(storage_path)
+    return TorchTrainer(
+        train_loop, train_loop_config=config, datasets=datasets_for(train),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=train.num_workers, use_gpu=use_gpu,
+            resources_per_worker={"CPU": train.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}),
         run_config=ray.train.RunConfig(
-            name=name, storage_path=path, storage_filesystem=fs,
+            name=name, storage_path=path, storage_filesystem=fs, callbacks=list(callbacks),
             failure_config=ray.train.FailureConfig(max_failures=train.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=train.num_to_keep)),
     )
-    log.info("training %s on %s (%d workers, %s) as run %s -> %s", model, manifest.dataset, train.num_workers,
-             "GPU" if use_gpu else "CPU", name, run_dir)
+
+
+def run_train(*, model: str, model_args: dict, loss_weights: dict, train: TrainConfig,
+              mlflow: tracking.MlflowConfig, ray_config=None, resolved_config: dict | None = None,
+              tags: dict[str, str] | None = None) -> TrainResult:
+    import ray.train
+
+    from pipelines.cluster import init_ray
+
+    name, run_dir, manifest = plan_run(model, model_args, loss_weights, train)
+    mlflow_run = tracking.run_for(mlflow, name, {"i2i.model": model, "i2i.dataset": manifest.dataset,
+                                                 "i2i.dataset_id": manifest.id, **(tags or {})})
+    if (done := finished_run(model, model_args, loss_weights, train)) is not None:
+        log.info("training run %s already finished: nothing to do", name)
+        return done
+    _log_params(mlflow, mlflow_run, model, model_args, loss_weights, train, resolved_config, manifest)
+    init_ray(ray_config)
+    config = loop_config(model, model_args, loss_weights, train, mlflow_uri=mlflow.uri(), mlflow_run_id=mlflow_run)
+    trainer = trainer_for(config, train, name=name, storage_path=train.storage_path)
+    log.info("training %s on %s (%d workers) as run %s -> %s", model, manifest.dataset, train.num_workers, name,
+             run_dir)
     try:
         result = trainer.fit()
     except ray.train.TrainingFailedError as err:
         raise I2IError(f"training run {name} failed after {train.max_failures} restarts: {err}") from err
-    checkpoint = _uri_of(result.checkpoint, train.storage_path)
-    out = TrainResult(run_name=name, checkpoint=checkpoint, metrics=_plain(result.metrics),
-                      mlflow_run_id=mlflow_run, dataset_id=manifest.id, already_done=False)
+    out = TrainResult(run_name=name, checkpoint=_uri_of(result.checkpoint, train.storage_path),
+                      metrics=_plain(result.metrics), mlflow_run_id=mlflow_run, dataset_id=manifest.id,
+                      already_done=False)
     storage.write_bytes(storage.join(run_dir, DONE_MARKER), json.dumps(
         {k: v for k, v in asdict(out).items() if k != "already_done"}, default=str).encode())
     return out

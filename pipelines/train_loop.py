@@ -13,6 +13,9 @@ import os
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -23,6 +26,16 @@ from pipelines import metrics
 from pipelines.data import to_model_batch
 
 STATE_FILE = "train_state.pt"
+
+
+@dataclass
+class LoopIO:
+    """Where one training loop gets its data and reports to: Ray Train (``train_loop``) or a Tune trial."""
+
+    dataset: Callable[[str], Any]  # "train" / "val" → something with ``iter_torch_batches``
+    get_checkpoint: Callable[[], Any]
+    report: Callable[[dict, Any], None]  # (metrics, checkpoint or None)
+    checkpoint_from_directory: Callable[[str], Any]
 
 
 def _all_reduce(t: torch.Tensor) -> torch.Tensor:
@@ -52,13 +65,12 @@ def _schedulers(model: I2IModel) -> dict[str, torch.optim.lr_scheduler.LambdaLR]
     return {g: torch.optim.lr_scheduler.LambdaLR(opt, model.lr_factor) for g, opt in model.optimizers.items()}
 
 
-def _restore(model: I2IModel, schedulers: dict) -> tuple[int, int]:
-    """Load the latest checkpoint if Ray Train hands one over (a restarted worker group or a re-run)."""
-    import ray.train
-
-    ckpt = ray.train.get_checkpoint()
+def _restore(model: I2IModel, schedulers: dict, io: LoopIO) -> tuple[int, int, str]:
+    """Load the checkpoint handed over (a restarted worker group, a re-run, or a PBT exploit): (next epoch, step,
+    the id of the run/trial that wrote it)."""
+    ckpt = io.get_checkpoint()
     if ckpt is None:
-        return 0, 0
+        return 0, 0, ""
     with ckpt.as_directory() as d:
         state = torch.load(os.path.join(d, STATE_FILE), map_location="cpu", weights_only=True)
     model.load_nets(state["nets"])
@@ -66,15 +78,15 @@ def _restore(model: I2IModel, schedulers: dict) -> tuple[int, int]:
         opt.load_state_dict(state["optimizers"][g])
         schedulers[g].load_state_dict(state["schedulers"][g])
     print(f"[i2i] resumed from checkpoint: epoch {state['epoch']} done, step {state['step']}", flush=True)
-    return state["epoch"] + 1, state["step"]
+    return state["epoch"] + 1, state["step"], state.get("written_by", "")
 
 
-def _save(model: I2IModel, schedulers: dict, epoch: int, step: int, directory: str) -> None:
+def _save(model: I2IModel, schedulers: dict, epoch: int, step: int, directory: str, written_by: str) -> None:
     model.save_pretrained(directory)
     torch.save({"nets": {k: unwrap(v).state_dict() for k, v in model.nets.items()},
                 "optimizers": {g: o.state_dict() for g, o in model.optimizers.items()},
                 "schedulers": {g: s.state_dict() for g, s in schedulers.items()},
-                "epoch": epoch, "step": step}, os.path.join(directory, STATE_FILE))
+                "epoch": epoch, "step": step, "written_by": written_by}, os.path.join(directory, STATE_FILE))
 
 
 def _to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
@@ -83,10 +95,9 @@ def _to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
             for k, v in batch.items()}
 
 
-def _train_epoch(model: I2IModel, config: dict, epoch: int, step: int, rank: int, device) -> tuple[dict, int, float]:
-    import ray.train
-
-    shard = ray.train.get_dataset_shard("train")
+def _train_epoch(model: I2IModel, config: dict, io: LoopIO, epoch: int, step: int, rank: int,
+                 device) -> tuple[dict, int, float]:
+    shard = io.dataset("train")
     gen = torch.Generator().manual_seed(config["seed"] * 1_000_003 + epoch * 7919 + rank)
     sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=device))
     n_steps, n_images, t0 = 0, 0, time.perf_counter()
@@ -112,39 +123,56 @@ def _train_epoch(model: I2IModel, config: dict, epoch: int, step: int, rank: int
     return {**losses, "images_per_s": float(totals[-1]) / max(seconds, 1e-9)}, step, seconds
 
 
-def _validate(model: I2IModel, config: dict, device) -> tuple[dict, list[torch.Tensor] | None]:
-    """Paired metrics on this rank's share of the val split, all-reduced; the first batch for the sample grid."""
-    import ray.train
-
-    sums, first = torch.zeros(4, device=device), None
-    for raw in ray.train.get_dataset_shard("val").iter_torch_batches(batch_size=config["batch_size"]):
-        batch = _to_device(to_model_batch(raw, crop_size=config["crop_size"], center=True), device,
-                           config["channels_last"])
-        fake = model.translate(batch["input"])
-        sums += metrics.paired_sums(fake, batch["target"]).to(device)
-        if first is None:
-            first = [batch["input"], fake, batch["target"]]
-    means = metrics.paired_means(_all_reduce(sums).cpu())
-    return {f"val_{k}": v for k, v in means.items()}, first
+def _gather(t: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        parts: list = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, t.cpu())
+        return torch.cat(parts)
+    return t.cpu()
 
 
-def train_loop(config: dict) -> None:
-    import ray.train
-    import ray.train.torch
+def _validate(model: I2IModel, config: dict, io: LoopIO, device) -> tuple[dict, list[torch.Tensor] | None]:
+    """Paired metrics on this rank's share of the val split, all-reduced (KID over all ranks' images when the
+    objective uses it), and the first batch for the sample grid."""
+    sums, first, fakes, reals = torch.zeros(4, device=device), None, [], []
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(config["seed"])  # the same test-time noise every epoch; training's RNG stream untouched
+        for raw in io.dataset("val").iter_torch_batches(batch_size=config["batch_size"]):
+            batch = _to_device(to_model_batch(raw, crop_size=config["crop_size"], center=True), device,
+                               config["channels_last"])
+            fake = model.translate(batch["input"])
+            sums += metrics.paired_sums(fake, batch["target"]).to(device)
+            if config.get("kid_weight"):
+                fakes.append(fake.cpu())
+                reals.append(batch["target"].cpu())
+            if first is None:
+                first = [batch["input"], fake, batch["target"]]
+    out = {f"val_{k}": v for k, v in metrics.paired_means(_all_reduce(sums).cpu()).items()}
+    objective = out["val_l1"]
+    if config.get("kid_weight"):
+        fake_all, real_all = _gather(torch.cat(fakes)), _gather(torch.cat(reals))
+        d = metrics.Distribution(config.get("feature_net", "tiny"), config.get("inception_weights"),
+                                 kid_subset_size=min(1000, fake_all.shape[0]))
+        d.update(real_all, real=True)
+        d.update(fake_all, real=False)
+        out["val_kid"] = d.compute()["kid"]
+        objective += config["kid_weight"] * out["val_kid"]
+    out["objective"] = objective  # what tuning minimises: val L1 (+ kid_weight · val KID)
+    return out, first
 
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
+
+def run_loop(config: dict, io: LoopIO, *, rank: int, world: int, device: torch.device) -> None:
+    """Epochs of train → validate → report (+ checkpoint from rank 0), resuming from a handed-over checkpoint."""
     torch.manual_seed(config["seed"] + rank)
     model = build_model(config, device, world)
     schedulers = _schedulers(model)
-    start_epoch, step = _restore(model, schedulers)
+    start_epoch, step, restored_from = _restore(model, schedulers, io)
     tracker = _Tracker(config) if rank == 0 else None
     for epoch in range(start_epoch, config["epochs"]):
-        train_metrics, step, seconds = _train_epoch(model, config, epoch, step, rank, device)
+        train_metrics, step, seconds = _train_epoch(model, config, io, epoch, step, rank, device)
         for s in schedulers.values():
             s.step()
-        val_metrics, grid = _validate(model, config, device)
+        val_metrics, grid = _validate(model, config, io, device)
         m = {"epoch": epoch, "step": step, "start_epoch": start_epoch, "epoch_seconds": seconds,
              "lr_factor": model.lr_factor(epoch), **train_metrics, **val_metrics}
         if rank == 0:
@@ -153,11 +181,24 @@ def train_loop(config: dict) -> None:
         with tempfile.TemporaryDirectory() as d:
             checkpoint = None
             if rank == 0:
-                _save(model, schedulers, epoch, step, d)
-                checkpoint = ray.train.Checkpoint.from_directory(d)
-            ray.train.report(m, checkpoint=checkpoint)  # every rank reports; rank 0's checkpoint is kept
+                _save(model, schedulers, epoch, step, d, config.get("run_id", ""))
+                checkpoint = io.checkpoint_from_directory(d)
+            extra = {"restored_from": restored_from} if restored_from else {}
+            io.report({**m, **extra}, checkpoint)  # every rank reports; rank 0's checkpoint is kept
     if tracker:
         tracker.close()
+
+
+def train_loop(config: dict) -> None:
+    """The Ray Train worker function: data from the trainer's dataset shards, reports to Ray Train."""
+    import ray.train
+    import ray.train.torch
+
+    ctx = ray.train.get_context()
+    io = LoopIO(dataset=ray.train.get_dataset_shard, get_checkpoint=ray.train.get_checkpoint,
+                report=lambda m, c: ray.train.report(m, checkpoint=c),
+                checkpoint_from_directory=ray.train.Checkpoint.from_directory)
+    run_loop(config, io, rank=ctx.get_world_rank(), world=ctx.get_world_size(), device=ray.train.torch.get_device())
 
 
 class _Tracker:

@@ -37,7 +37,8 @@ def test_ray_job_submit_shard_to_s3(ray_head, demo_root):
     assert bad.returncode != 0 and "'shard.load_size'" in bad.stdout + bad.stderr
 
 
-def test_ray_job_submit_nightly_then_champion_serves_and_gate_holds(ray_head, mlflow_server, demo_root, tmp_path):
+def test_ray_job_submit_nightly_then_champion_serves_and_gate_holds(ray_head, ray_cluster, mlflow_server, demo_root,
+                                                                   tmp_path):
     import mlflow
     import torch
 

@@ -1,0 +1,24 @@
+"""Tune loss weights (any λ by name, lr, batch size, epochs) with Ray Tune (ASHA or PBT); resumable.
+
+    ray job submit --working-dir . -- python -m jobs.tune --config jobs/configs/tune_pix2pix_demo.yaml
+"""
+
+import argparse
+import sys
+from dataclasses import asdict
+
+from jobs._run import run
+from pipelines.config import add_config_args, load_config
+from pipelines.nightly import step_tune
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="i2i tune", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(parser)
+    args = parser.parse_args(argv)
+    return run(lambda: asdict(step_tune(load_config(args.config, args.overrides))))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
