@@ -22,6 +22,9 @@ from pipelines import storage
 from pipelines.manifest import IMAGE_COLUMNS, PAIRED_COLUMNS, Manifest, base_uri, read_manifest, verify
 
 log = logging.getLogger(__name__)
+# Ray Data read/decode tasks ask for a quarter CPU: on small nodes shared with Train workers and Tune trials a
+# whole CPU per task deadlocks (a read holds the last CPU while the decode it feeds waits for one).
+TASK_CPUS = 0.25
 
 
 def _skip_log_class():
@@ -133,8 +136,8 @@ def read_split(manifest: str, split: str, *, domain: str | None = None, seed: in
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     shuffle = FileShuffleConfig(seed=seed, reseed_after_execution=True) if seed is not None else None
     skip_log = _skip_log_class().remote()
-    ds = ray.data.read_webdataset(paths, filesystem=fs, decoder=None, shuffle=shuffle).map_batches(
-        _decode_batch, batch_format="numpy", zero_copy_batch=False,
+    ds = ray.data.read_webdataset(paths, filesystem=fs, decoder=None, shuffle=shuffle, num_cpus=TASK_CPUS).map_batches(
+        _decode_batch, batch_format="numpy", zero_copy_batch=False, num_cpus=TASK_CPUS,
         fn_kwargs={"paired": m.data_mode == "paired", "domain_index": domain_index, "with_keys": with_keys,
                    "skip_log": skip_log},
     )
