@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sys
 from collections.abc import Callable
 
 from pipelines.errors import I2IError
+
+
+def job_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
+    """The argument parser every config-driven job starts from: ``--config FILE`` and ``--set KEY=VALUE``."""
+    from pipelines.config import add_config_args
+
+    parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(parser)
+    return parser
 
 
 def user_error(err: BaseException) -> I2IError | None:

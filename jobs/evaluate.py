@@ -3,20 +3,17 @@
     ray job submit --working-dir . -- python -m jobs.evaluate --config jobs/configs/quickstart.yaml [--model URI]
 """
 
-import argparse
 import sys
 from dataclasses import asdict
 
-from jobs._run import run
-from pipelines.config import add_config_args, load_config
+from jobs._run import job_parser, run
+from pipelines.config import load_config
 from pipelines.evaluate import run_evaluate
 from pipelines.nightly import step_evaluate, finished
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="i2i evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_args(parser)
+    parser = job_parser("i2i evaluate", __doc__)
     parser.add_argument("--model", help="checkpoint folder or models:/NAME@alias (default: the config's run)")
     args = parser.parse_args(argv)
 

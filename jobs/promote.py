@@ -3,19 +3,16 @@
     ray job submit --working-dir . -- python -m jobs.promote --config jobs/configs/quickstart.yaml [--version N]
 """
 
-import argparse
 import sys
 from dataclasses import asdict
 
-from jobs._run import run
-from pipelines.config import add_config_args, load_config
+from jobs._run import job_parser, run
+from pipelines.config import load_config
 from pipelines.nightly import step_promote
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="i2i promote", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_args(parser)
+    parser = job_parser("i2i promote", __doc__)
     parser.add_argument("--name", help="registered model (default: i2i-<model>-<dataset> of the config)")
     parser.add_argument("--version", help="the version to judge (default: the one aliased challenger)")
     args = parser.parse_args(argv)

@@ -3,19 +3,16 @@
     ray job submit --working-dir . -- python -m jobs.register --config jobs/configs/quickstart.yaml
 """
 
-import argparse
 import sys
 from dataclasses import asdict
 
-from jobs._run import run
-from pipelines.config import add_config_args, load_config
+from jobs._run import job_parser, run
+from pipelines.config import load_config
 from pipelines.nightly import finished, step_register, stored_evaluation
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="i2i register", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_args(parser)
+    parser = job_parser("i2i register", __doc__)
     args = parser.parse_args(argv)
 
     def step() -> dict:

@@ -3,18 +3,15 @@
     ray job submit --working-dir . -- python -m jobs.shard --config jobs/configs/quickstart.yaml
 """
 
-import argparse
 import sys
 
-from jobs._run import run
-from pipelines.config import add_config_args, load_config
+from jobs._run import job_parser, run
+from pipelines.config import load_config
 from pipelines.shard import result_dict, run_shard
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="i2i shard", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_args(parser)
+    parser = job_parser("i2i shard", __doc__)
     args = parser.parse_args(argv)
 
     def step() -> dict:

@@ -1,17 +1,15 @@
 """Translate a folder of images: i2i translate --model models:/i2i-pix2pix-edges2photo@champion IN_DIR OUT_DIR"""
 
-import argparse
 import sys
 from dataclasses import asdict
 
-from jobs._run import run
-from pipelines.config import add_config_args, load_config
+from jobs._run import job_parser, run
+from pipelines.config import load_config
 from pipelines.translate import translate_folder
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="i2i translate", description=__doc__)
-    add_config_args(parser)
+    parser = job_parser("i2i translate", __doc__)
     parser.add_argument("--model", required=True, help="models:/NAME@champion, models:/NAME/3 or a checkpoint folder")
     parser.add_argument("in_dir")
     parser.add_argument("out_dir")

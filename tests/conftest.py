@@ -1,10 +1,11 @@
 """Session-wide real parts: an S3 server (moto) on 127.0.0.1, a local Ray cluster, the demo datasets.
 
-Each is started once per test session and stopped at its end (by its own handle, never `ray stop`).
+Each is started once per test session and stopped at its end (by its own handle or PID, never a machine-wide stop).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -77,97 +78,83 @@ def demo_root(tmp_path_factory) -> str:
     return str(out)
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports on 127.0.0.1 (every probe socket stays bound until all are chosen)."""
+    import socket
+
+    held = [socket.socket() for _ in range(n)]
+    for s in held:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in held]
+    for s in held:
+        s.close()
+    return ports
+
+
+@contextlib.contextmanager
+def server(cmd: list[str], *, env: dict, ready_url: str, log_path, timeout: float = 120, group: bool = False):
+    """Run ``cmd`` until ``ready_url`` answers; on exit stop it by its PID (or its own process group)."""
+    import signal
+    import subprocess
+    import time
+    import urllib.request
+
+    log = open(log_path, "w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=group)
+    stop = (lambda sig: os.killpg(proc.pid, sig)) if group else proc.send_signal
+    try:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(ready_url, timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(f"{cmd[0]} did not start; see {log_path}") from None
+                time.sleep(0.5)
+        yield proc
+    finally:
+        stop(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            stop(signal.SIGKILL)
+        log.close()
+
+
 @pytest.fixture(scope="session")
 def ray_head(s3_endpoint, tmp_path_factory):
     """A real `ray start --head` cluster on 127.0.0.1 (dashboard = Jobs API), stopped by PID at the end."""
     import shutil
-    import signal
-    import socket
-    import subprocess
     import sys
-    import time
-    import urllib.request
-
-    held: list[socket.socket] = []
-
-    def free_port() -> int:  # distinct: every probe socket stays bound until all ports are chosen
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        held.append(s)
-        return s.getsockname()[1]
 
     bindir = os.path.dirname(sys.executable)
-    ray_bin = shutil.which("ray", path=bindir) or "ray"
-    gcs, dash = free_port(), free_port()
     # every port the head would otherwise take from a fixed default (10001, 52365, …), so parallel runs don't clash
-    ports = {flag: free_port() for flag in ("ray-client-server-port", "dashboard-agent-listen-port",
-                                            "dashboard-agent-grpc-port", "metrics-export-port",
-                                            "runtime-env-agent-port", "node-manager-port", "object-manager-port")}
-    for s in held:
-        s.close()
+    flags = ("port", "dashboard-port", "ray-client-server-port", "dashboard-agent-listen-port",
+             "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port", "node-manager-port",
+             "object-manager-port")
+    ports = dict(zip(flags, free_ports(len(flags))))
     temp = tmp_path_factory.mktemp("rayhead")
     env = {**os.environ, "PATH": f"{bindir}:{os.environ.get('PATH', '')}", "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
-    log = open(temp / "head.log", "w")
-    proc = subprocess.Popen(
-        [ray_bin, "start", "--head", "--block", f"--port={gcs}", "--num-cpus=2", "--include-dashboard=true",
-         "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--temp-dir={temp}", "--disable-usage-stats",
-         "--object-store-memory=800000000", *(f"--{k}={v}" for k, v in ports.items())],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    address = f"http://127.0.0.1:{dash}"
-    deadline = time.time() + 90
-    while True:
-        try:
-            urllib.request.urlopen(f"{address}/api/version", timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"ray head did not start; see {temp}/head.log")
-            time.sleep(0.5)
-    yield address
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    cmd = [shutil.which("ray", path=bindir) or "ray", "start", "--head", "--block", "--num-cpus=2",
+           "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--temp-dir={temp}", "--disable-usage-stats",
+           "--object-store-memory=800000000", *(f"--{k}={v}" for k, v in ports.items())]
+    address = f"http://127.0.0.1:{ports['dashboard-port']}"
+    with server(cmd, env=env, ready_url=f"{address}/api/version", log_path=temp / "head.log", timeout=90):
+        yield address
 
 
 @pytest.fixture(scope="session")
 def mlflow_server(s3_endpoint, tmp_path_factory):
     """A real MLflow tracking server: sqlite backend, artifacts proxied to the S3 server. Stopped by PID."""
-    import signal
-    import socket
-    import subprocess
     import sys
-    import time
-    import urllib.request
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    (port,) = free_ports(1)
     root = tmp_path_factory.mktemp("mlflow")
     env = {**os.environ, "MLFLOW_S3_ENDPOINT_URL": s3_endpoint, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    log = open(root / "server.log", "w")
-    proc = subprocess.Popen(
-        [os.path.join(os.path.dirname(sys.executable), "mlflow"), "server", "--backend-store-uri",
-         f"sqlite:///{root}/mlflow.db", "--artifacts-destination", f"s3://{BUCKET}/mlflow-artifacts",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    cmd = [os.path.join(os.path.dirname(sys.executable), "mlflow"), "server", "--backend-store-uri",
+           f"sqlite:///{root}/mlflow.db", "--artifacts-destination", f"s3://{BUCKET}/mlflow-artifacts",
+           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     uri = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{uri}/health", timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"mlflow server did not start; see {root}/server.log")
-            time.sleep(0.5)
-    yield uri
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    log.close()
+    with server(cmd, env=env, ready_url=f"{uri}/health", log_path=root / "server.log", group=True):
+        yield uri
