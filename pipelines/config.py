@@ -22,6 +22,7 @@ from pipelines.promote import PromoteConfig
 from pipelines.register import RegisterConfig
 from pipelines.tracking import MlflowConfig
 from pipelines.train import TrainConfig
+from pipelines.tune import TuneSection
 
 
 class ModelSection(StrictModel):
@@ -38,7 +39,18 @@ class PipelineConfig(StrictModel):
     evaluate: EvaluateConfig = EvaluateConfig()
     registry: RegisterConfig = RegisterConfig()
     promote: PromoteConfig = PromoteConfig()
+    tune: TuneSection = TuneSection()
     mlflow: MlflowConfig = MlflowConfig()
+
+    def with_values(self, values: dict) -> "PipelineConfig":
+        """A copy with dotted ``values`` set (e.g. a tuning run's best ``loss_weights.l1``), validated again."""
+        data = self.model_dump()
+        for key, value in values.items():
+            apply_override(data, f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}")
+        return validate(PipelineConfig, data)
+
+    def tune_args(self) -> dict:
+        return {**self.train_args(), "cfg": self.tune, "mlflow": self.mlflow, "ray_config": self.ray}
 
     def train_args(self) -> dict:
         """The keyword arguments that name one training run (model, its args, weights, train section)."""
@@ -65,6 +77,10 @@ class PipelineConfig(StrictModel):
             family.Config(**self.model.args)
         except (TypeError, ValueError) as err:
             raise ValueError(f"model.args: {err}") from None
+        if self.tune.search_space:
+            from pipelines.tune import validate_space
+
+            validate_space(self.model.name, self.tune.search_space)
         return self
 
     def require(self, section: str):

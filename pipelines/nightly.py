@@ -16,6 +16,7 @@ from pipelines.promote import PromoteResult, run_promote
 from pipelines.register import RegisterResult, registered_name, run_register
 from pipelines.shard import result_dict, run_shard
 from pipelines.train import TrainResult, finished_run, plan_run, run_train
+from pipelines.tune import TuneResult, run_tune
 
 log = logging.getLogger(__name__)
 EVAL_FILE = "eval.json"
@@ -25,6 +26,9 @@ def step_train(cfg: PipelineConfig, tags: dict[str, str] | None = None) -> Train
     return run_train(**cfg.train_args(), mlflow=cfg.mlflow, ray_config=cfg.ray, resolved_config=cfg.model_dump(),
                      tags=tags)
 
+
+def step_tune(cfg: PipelineConfig) -> TuneResult:
+    return run_tune(**cfg.tune_args())
 
 
 def finished(cfg: PipelineConfig) -> TrainResult:
@@ -76,9 +80,16 @@ def run_nightly(cfg: PipelineConfig) -> dict:
     summary: dict = {}
     if cfg.shard is not None:
         summary["shard"] = result_dict(run_shard(cfg.shard, ray_config=cfg.ray, resolved_config=cfg.model_dump()))
-    train = step_train(cfg)
+    tags: dict[str, str] = {}
+    if cfg.tune.enabled:  # tune first; the final model trains with the best values, and says who chose them
+        tuned = step_tune(cfg)
+        summary["tune"] = asdict(tuned)
+        cfg = cfg.with_values(tuned.best_config)
+        tags = {"i2i.tune_run": tuned.name, "i2i.tune_mlflow_run": tuned.mlflow_run_id,
+                "i2i.tuned_values": json.dumps(tuned.best_config)}
+    train = step_train(cfg, tags)
     evaluation = step_evaluate(cfg, train)
-    reg = step_register(cfg, train, evaluation)
+    reg = step_register(cfg, train, evaluation, tags)
     promo = step_promote(cfg, reg.name, reg.version)
     summary.update(train=asdict(train), evaluate=asdict(evaluation), register=asdict(reg), promote=asdict(promo))
     summary["champion_uri"] = f"models:/{reg.name}@{cfg.promote.champion_alias}"

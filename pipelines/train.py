@@ -93,7 +93,7 @@ def finished_run(model: str, model_args: dict, loss_weights: dict, train: TrainC
 
 
 def loop_config(model: str, model_args: dict, loss_weights: dict, train: TrainConfig, *, mlflow_uri: str = "",
-                mlflow_run_id: str = "") -> dict:
+                mlflow_run_id: str = "", objective: dict | None = None) -> dict:
     """The plain dict ``train_loop`` / ``run_loop`` read (it travels to the workers)."""
     family = get_model_class(model)
     config = family.Config(**model_args)
@@ -103,7 +103,7 @@ def loop_config(model: str, model_args: dict, loss_weights: dict, train: TrainCo
         "batch_size": train.batch_size, "crop_size": train.crop_size or config.image_size, "flip": train.flip,
         "shuffle_buffer": train.shuffle_buffer, "bf16": train.bf16, "channels_last": train.channels_last,
         "seed": train.seed, "log_every_steps": train.log_every_steps, "mlflow_tracking_uri": mlflow_uri,
-        "mlflow_run_id": mlflow_run_id,
+        "mlflow_run_id": mlflow_run_id, **(objective or {}),
     }
 
 

@@ -123,9 +123,18 @@ def _train_epoch(model: I2IModel, config: dict, io: LoopIO, epoch: int, step: in
     return {**losses, "images_per_s": float(totals[-1]) / max(seconds, 1e-9)}, step, seconds
 
 
+def _gather(t: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        parts: list = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, t.cpu())
+        return torch.cat(parts)
+    return t.cpu()
+
+
 def _validate(model: I2IModel, config: dict, io: LoopIO, device) -> tuple[dict, list[torch.Tensor] | None]:
-    """Paired metrics on this rank's share of the val split, all-reduced; the first batch for the sample grid."""
-    sums, first = torch.zeros(4, device=device), None
+    """Paired metrics on this rank's share of the val split, all-reduced (KID over all ranks' images when the
+    objective uses it), and the first batch for the sample grid."""
+    sums, first, fakes, reals = torch.zeros(4, device=device), None, [], []
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config["seed"])  # the same test-time noise every epoch; training's RNG stream untouched
         for raw in io.dataset("val").iter_torch_batches(batch_size=config["batch_size"]):
@@ -133,9 +142,23 @@ def _validate(model: I2IModel, config: dict, io: LoopIO, device) -> tuple[dict, 
                                config["channels_last"])
             fake = model.translate(batch["input"])
             sums += metrics.paired_sums(fake, batch["target"]).to(device)
+            if config.get("kid_weight"):
+                fakes.append(fake.cpu())
+                reals.append(batch["target"].cpu())
             if first is None:
                 first = [batch["input"], fake, batch["target"]]
-    return {f"val_{k}": v for k, v in metrics.paired_means(_all_reduce(sums).cpu()).items()}, first
+    out = {f"val_{k}": v for k, v in metrics.paired_means(_all_reduce(sums).cpu()).items()}
+    objective = out["val_l1"]
+    if config.get("kid_weight"):
+        fake_all, real_all = _gather(torch.cat(fakes)), _gather(torch.cat(reals))
+        d = metrics.Distribution(config.get("feature_net", "tiny"), config.get("inception_weights"),
+                                 kid_subset_size=min(1000, fake_all.shape[0]))
+        d.update(real_all, real=True)
+        d.update(fake_all, real=False)
+        out["val_kid"] = d.compute()["kid"]
+        objective += config["kid_weight"] * out["val_kid"]
+    out["objective"] = objective  # what tuning minimises: val L1 (+ kid_weight · val KID)
+    return out, first
 
 
 def run_loop(config: dict, io: LoopIO, *, rank: int, world: int, device: torch.device) -> None:
@@ -161,6 +184,8 @@ def run_loop(config: dict, io: LoopIO, *, rank: int, world: int, device: torch.d
                 _save(model, schedulers, epoch, step, d, config.get("run_id", ""))
                 checkpoint = io.checkpoint_from_directory(d)
             extra = {"restored_from": restored_from} if restored_from else {}
+            if config.get("run_id"):
+                extra["run_id"] = config["run_id"]  # a Tune trial: who wrote the checkpoint it may hand over
             io.report({**m, **extra}, checkpoint)  # every rank reports; rank 0's checkpoint is kept
     if tracker:
         tracker.close()

@@ -1,0 +1,301 @@
+"""Tune loss weights (and lr, batch size, epochs) with Ray Tune: ASHA or PBT, tracked in MLflow, resumable.
+
+Search space, from YAML, over names the rest of the project uses::
+
+    tune:
+      search_space:
+        loss_weights.l1: {loguniform: [1, 300]}
+        loss_weights.gan: {uniform: [0.5, 2]}
+        model.args.lr: {loguniform: [1.0e-5, 1.0e-3]}
+        train.batch_size: {choice: [2, 4]}
+
+* **ASHA** stops bad trials early. Each trial is a Tune function that builds and fits a (multi-worker) Ray Train
+  ``TorchTrainer``; ``TuneReportCallback`` forwards its per-epoch metrics to Tune.
+* **PBT** exploits and explores loss weights during training. It clones *Tune* checkpoints, which a nested Ray
+  Train run does not hand to Tune, so PBT trials run the same training loop (``run_loop``) directly in the Tune
+  function and report their own checkpoints. A trial that exploited another reports ``restored_from``.
+
+**Objective** (reported by every trial every epoch, minimised): ``val_l1 + kid_weight · val_KID``. Validation L1
+alone rewards blur — it drives the GAN weight to zero — so the default adds KID (unbiased on small sets) on the
+configured feature network. Results live under ``tune.storage_path``; re-submitting the same job resumes the
+experiment with ``Tuner.restore`` (finished trials are not re-run). MLflow gets one parent run per tuning job and
+one child run per trial.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import Field
+
+from i2i_models.registry import get_model_class
+from pipelines import storage, tracking
+from pipelines.errors import ConfigError, I2IError
+from pipelines.schema import StrictModel
+from pipelines.train import TrainConfig, loop_config, plan_run
+
+log = logging.getLogger(__name__)
+TUNABLE_TRAIN = ("batch_size", "epochs")
+SAMPLERS = ("uniform", "loguniform", "choice", "randint", "grid")  # grid: every value (× num_samples)
+
+
+class TuneSection(StrictModel):
+    enabled: bool = False  # nightly: tune first, then train the final model with the best values
+    search_space: dict[str, dict[str, list]] = {}
+    scheduler: Literal["asha", "pbt", "fifo"] = "asha"  # fifo: every trial runs all its epochs (a plain search)
+    search_alg: Literal["random", "optuna"] = "random"  # optuna: ASHA only, needs `pip install optuna`
+    num_samples: int = Field(default=4, gt=0)
+    max_concurrent_trials: int | None = Field(default=None, gt=0)  # None: as many as the cluster fits
+    epochs: int = Field(default=4, gt=0)  # per trial (ASHA's max_t)
+    grace_period: int = Field(default=1, gt=0)
+    reduction_factor: int = Field(default=2, gt=1)
+    perturbation_interval: int = Field(default=1, gt=0)  # PBT: epochs between exploit/explore
+    workers_per_trial: int = Field(default=1, gt=0)  # ASHA trials are Ray Train runs; PBT trials are 1 process
+    cpus_per_trial: float = Field(default=0.5, gt=0)  # per worker; leave CPUs for Ray Data
+    kid_weight: float = Field(default=1.0, ge=0)
+    feature_net: Literal["inception", "tiny"] = "tiny"
+    storage_path: str = "data/tune"
+    name: str | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    name: str
+    path: str
+    best_config: dict[str, float]  # search-space keys → values
+    best_objective: float
+    best_metrics: dict
+    trials: int
+    trial_epochs: int  # compute spent: Σ epochs over trials
+    mlflow_run_id: str
+    resumed: bool
+    trial_summaries: list[dict]  # per trial: id, status, epochs, objective, first and last config, restored_from
+
+
+def validate_space(model: str, space: dict[str, dict[str, list]]) -> None:
+    """Every key must name a weight / model arg / train field the model has; every sampler must be known."""
+    import dataclasses
+
+    family = get_model_class(model)
+    fields = {f.name for f in dataclasses.fields(family.Config)}
+    for key, spec in space.items():
+        section, _, name = key.partition(".")
+        if section == "loss_weights" and name not in family.default_weights():
+            raise ConfigError(f"tune.search_space: '{key}' is not a loss term of '{model}'; valid: "
+                              + ", ".join(f"loss_weights.{k}" for k in sorted(family.default_weights())))
+        if section == "model" and (not name.startswith("args.") or name[5:] not in fields):
+            raise ConfigError(f"tune.search_space: '{key}' is not a field of '{model}'; valid: model.args.<one of "
+                              f"{', '.join(sorted(fields))}>")
+        if section == "train" and name not in TUNABLE_TRAIN:
+            raise ConfigError(f"tune.search_space: '{key}' cannot be tuned; train keys: {', '.join(TUNABLE_TRAIN)}")
+        if section not in ("loss_weights", "model", "train"):
+            raise ConfigError(f"tune.search_space: '{key}' must start with loss_weights., model.args. or train.")
+        if len(spec) != 1 or next(iter(spec)) not in SAMPLERS:
+            raise ConfigError(f"tune.search_space.{key}: use one of {', '.join(SAMPLERS)}, e.g. {{loguniform: [1, 300]}}")
+
+
+def _sampler(spec: dict[str, list]):
+    from ray import tune
+
+    kind, args = next(iter(spec.items()))
+    return {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint,
+            "choice": lambda *a: tune.choice(list(a)), "grid": lambda *a: tune.grid_search(list(a))}[kind](*args)
+
+
+def apply(base: dict, values: dict) -> dict:
+    """The loop config of one trial: the base config with the trial's search-space values put in place."""
+    out = {**base, "model_args": dict(base["model_args"]), "loss_weights": dict(base["loss_weights"])}
+    for key, value in values.items():
+        section, _, name = key.partition(".")
+        if section == "loss_weights":
+            out["loss_weights"][name] = float(value)
+        elif section == "model":
+            out["model_args"][name[len("args."):]] = value
+        elif section == "train":
+            out[name] = int(value)
+    return out
+
+
+def _child_run(base: dict, values: dict) -> dict:
+    """Create (or find, when a trial restarts) the trial's MLflow child run and log its config there."""
+    from ray import tune
+
+    ctx = tune.get_context()
+    cfg = tracking.MlflowConfig(tracking_uri=base["mlflow_tracking_uri"], experiment=base["mlflow_experiment"])
+    run_id = tracking.run_for(cfg, f"{base['tune_name']}-{ctx.get_trial_id()}",
+                              {"mlflow.parentRunId": base["mlflow_parent"], "i2i.trial": ctx.get_trial_name()})
+    client = tracking.client(cfg)
+    for k, v in values.items():
+        client.set_tag(run_id, f"trial.{k}", str(v))  # tags: PBT changes them when it explores
+    return {**apply(base, values), "mlflow_run_id": run_id, "run_id": ctx.get_trial_id()}
+
+
+def ray_train_trial(values: dict, base: dict) -> None:
+    """A multi-worker trial = one Ray Train run; its metrics reach Tune through the callback (no Tune checkpoints)."""
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from pipelines.train import trainer_for
+
+    config = _child_run(base, values)
+    train = TrainConfig.model_validate(base["train_section"])
+    trainer = trainer_for(config, train, name=f"train-{tune.get_context().get_trial_id()}",
+                          storage_path=base["trial_storage"], callbacks=[TuneReportCallback()])
+    trainer.fit()
+
+
+def loop_trial(values: dict, base: dict) -> None:
+    """A one-worker trial (and every PBT trial): the training loop in this process, reporting Tune checkpoints
+    that PBT can clone and that resume an interrupted trial."""
+    import torch
+    from ray import tune
+
+    from pipelines.train import datasets_for
+    from pipelines.train_loop import LoopIO, run_loop
+
+    config = _child_run(base, values)
+    datasets = datasets_for(TrainConfig.model_validate(base["train_section"]))
+    io = LoopIO(dataset=datasets.__getitem__, get_checkpoint=tune.get_checkpoint,
+                report=lambda m, c: tune.report(m, checkpoint=c),
+                checkpoint_from_directory=tune.Checkpoint.from_directory)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    run_loop(config, io, rank=0, world=1, device=device)
+
+
+def _resources(cfg: TuneSection, train: TrainConfig) -> tuple[dict, int]:
+    """Per-trial resources and the number of trials that fit at once; an impossible request is an error."""
+    import ray
+
+    total = ray.cluster_resources()
+    cpus, gpus = total.get("CPU", 0.0), total.get("GPU", 0.0)
+    use_gpu = train.use_gpu if train.use_gpu is not None else gpus > 0
+    in_process = cfg.scheduler == "pbt" or cfg.workers_per_trial == 1
+    workers = 1 if in_process else cfg.workers_per_trial
+    need_cpu, need_gpu = workers * cfg.cpus_per_trial, (workers if use_gpu else 0)
+    if need_cpu > cpus or need_gpu > gpus:
+        raise I2IError(f"one trial needs {need_cpu:g} CPU and {need_gpu} GPU ({workers} worker(s) × "
+                       f"{cfg.cpus_per_trial:g} CPU), but the cluster has {cpus:g} CPU and {gpus:g} GPU in total: "
+                       "lower tune.workers_per_trial / tune.cpus_per_trial or add nodes")
+    # half a CPU stays free for Ray Data's read/decode tasks (data.TASK_CPUS each)
+    fits = max(1, int(min(max(cpus - 0.5, need_cpu) // need_cpu, gpus // need_gpu if need_gpu else math.inf)))
+    if cfg.scheduler == "pbt" and cfg.num_samples > fits:
+        raise I2IError(f"PBT runs its whole population at once, but only {fits} of tune.num_samples="
+                       f"{cfg.num_samples} trials fit the cluster ({cpus:g} CPU, {need_cpu:g} per trial)")
+    per_trial = ({"CPU": cfg.cpus_per_trial, **({"GPU": 1} if use_gpu else {})} if in_process
+                 else {"CPU": 0, "memory": 64 * 2**20})  # a Ray Train trial's driver holds no CPU
+    return per_trial, fits
+
+
+def experiment_name(cfg: TuneSection, model: str, train_run: str) -> str:
+    spec = json.dumps({"space": cfg.search_space, **cfg.model_dump(exclude={"enabled", "name", "storage_path",
+                                                                              "max_concurrent_trials"})},
+                      sort_keys=True)
+    return cfg.name or f"tune-{train_run}-{cfg.scheduler}-{hashlib.sha256(spec.encode()).hexdigest()[:8]}"
+
+
+def run_tune(*, model: str, model_args: dict, loss_weights: dict, train: TrainConfig, cfg: TuneSection,
+             mlflow: tracking.MlflowConfig, ray_config=None) -> TuneResult:
+    from ray import tune
+
+    from pipelines.cluster import init_ray
+
+    if not cfg.search_space:
+        raise ConfigError("tune.search_space is empty: name at least one weight, e.g. loss_weights.l1")
+    validate_space(model, cfg.search_space)
+    if cfg.scheduler == "pbt" and cfg.search_alg != "random":
+        raise ConfigError("tune.search_alg: PBT explores by itself; use search_alg: random with scheduler: pbt")
+    run_name, _, manifest = plan_run(model, model_args, loss_weights, train)
+    name = experiment_name(cfg, model, run_name)
+    init_ray(ray_config)
+    per_trial, fits = _resources(cfg, train)
+    parent = tracking.run_for(mlflow, name, {"i2i.model": model, "i2i.dataset_id": manifest.id, "i2i.kind": "tune"})
+    client = tracking.client(mlflow)
+    if not client.get_run(parent).data.params:
+        client.log_param(parent, "search_space", json.dumps(cfg.search_space))
+        for k, v in {"scheduler": cfg.scheduler, "search_alg": cfg.search_alg, "num_samples": cfg.num_samples,
+                     "epochs_per_trial": cfg.epochs, "objective": f"val_l1 + {cfg.kid_weight} * val_kid "
+                     f"({cfg.feature_net})"}.items():
+            client.log_param(parent, k, v)
+    trial_train = train.model_copy(update={  # trials run in their own working directories: absolute paths
+        "epochs": cfg.epochs, "num_workers": cfg.workers_per_trial, "cpus_per_worker": cfg.cpus_per_trial,
+        "max_failures": 0, "dataset": storage.absolute(train.dataset)})
+    base = {**loop_config(model, model_args, loss_weights, trial_train, mlflow_uri=mlflow.uri(),
+                          objective={"kid_weight": cfg.kid_weight, "feature_net": cfg.feature_net}),
+            "train_section": trial_train.model_dump(), "tune_name": name, "mlflow_parent": parent,
+            "mlflow_experiment": mlflow.experiment, "trial_storage": storage.join(storage.absolute(cfg.storage_path), name, "_train")}
+    in_process = cfg.scheduler == "pbt" or cfg.workers_per_trial == 1
+    trainable = tune.with_resources(tune.with_parameters(loop_trial if in_process else ray_train_trial,
+                                                         base=base), per_trial)
+    fs, path = storage.resolve(cfg.storage_path)
+    exp_dir = storage.join(cfg.storage_path, name)
+    resumed = tune.Tuner.can_restore(storage.resolve(exp_dir)[1], storage_filesystem=fs)
+    if resumed:
+        log.info("resuming tuning experiment %s from %s", name, exp_dir)
+        tuner = tune.Tuner.restore(storage.resolve(exp_dir)[1], trainable, resume_unfinished=True, resume_errored=True,
+                                   storage_filesystem=fs)
+    else:
+        tuner = tune.Tuner(trainable, param_space={k: _sampler(v) for k, v in cfg.search_space.items()},
+                           tune_config=_tune_config(cfg, fits), run_config=tune.RunConfig(
+                               name=name, storage_path=path, storage_filesystem=fs,
+                               checkpoint_config=tune.CheckpointConfig(num_to_keep=4)))
+    grid = tuner.fit()
+    if not any(r.metrics and "objective" in r.metrics for r in grid):
+        errors = [str(r.error).strip().splitlines()[-1][:300] for r in grid if r.error]
+        raise I2IError(f"tuning {name}: no trial reported an objective; {len(errors)} failed, e.g. {errors[:2]}")
+    best = grid.get_best_result(metric="objective", mode="min", scope="all")
+    trial_epochs = sum(len(r.metrics_dataframe) for r in grid if r.metrics_dataframe is not None)
+    best_values = {k: best.config[k] for k in cfg.search_space}
+    client.log_metric(parent, "best_objective", float(best.metrics["objective"]))
+    client.set_tag(parent, "best_config", json.dumps(best_values))
+    log.info("best of %d trials (%d trial-epochs): objective %.5g with %s", len(grid), trial_epochs,
+             best.metrics["objective"], best_values)
+    return TuneResult(name=name, path=exp_dir, best_config=best_values,
+                      best_objective=float(best.metrics["objective"]),
+                      best_metrics={k: v for k, v in best.metrics.items() if isinstance(v, (int, float, str))},
+                      trials=len(grid), trial_epochs=trial_epochs, mlflow_run_id=parent, resumed=resumed,
+                      trial_summaries=[_summary(r, list(cfg.search_space)) for r in grid])
+
+
+def _summary(result, keys: list[str]) -> dict:
+    """One trial from its own report history (PBT overwrites a trial's last result with its clone source's)."""
+    df = result.metrics_dataframe
+    rows = df.to_dict("records") if df is not None else []
+    own = rows[0].get("run_id", "") if rows else ""
+    sources = [r.get("restored_from") for r in rows if isinstance(r.get("restored_from"), str)]
+    config_at = lambda r: {k: r.get(f"config/{k}") for k in keys if f"config/{k}" in r}  # noqa: E731
+    return {"trial_id": own, "error": str(result.error).strip().splitlines()[-1] if result.error else "",
+            "epochs": len(rows), "objective": rows[-1].get("objective") if rows else None,
+            "first_config": config_at(rows[0]) if rows else {}, "last_config": config_at(rows[-1]) if rows else {},
+            "restored_from": next((x for x in sources if x and x != own), "")}
+
+
+def _tune_config(cfg: TuneSection, fits: int):
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
+
+    concurrent = min(cfg.max_concurrent_trials or fits, fits)
+    if cfg.scheduler == "pbt":
+        scheduler = PopulationBasedTraining(
+            time_attr="training_iteration", perturbation_interval=cfg.perturbation_interval,
+            hyperparam_mutations={k: _sampler(v) for k, v in cfg.search_space.items()},
+            quantile_fraction=0.5, resample_probability=0.25, synch=True)
+        return tune.TuneConfig(metric="objective", mode="min", scheduler=scheduler, num_samples=cfg.num_samples,
+                               max_concurrent_trials=cfg.num_samples)  # synchronous PBT: the whole population
+    scheduler = None if cfg.scheduler == "fifo" else ASHAScheduler(
+        time_attr="training_iteration", max_t=cfg.epochs, grace_period=cfg.grace_period,
+        reduction_factor=cfg.reduction_factor)
+    search = None
+    if cfg.search_alg == "optuna":
+        try:
+            from ray.tune.search.optuna import OptunaSearch
+        except ImportError as err:
+            raise ConfigError(f"tune.search_alg=optuna needs optuna installed ({err})") from None
+        search = OptunaSearch(seed=cfg.seed)
+    return tune.TuneConfig(metric="objective", mode="min", scheduler=scheduler, search_alg=search,
+                           num_samples=cfg.num_samples, max_concurrent_trials=concurrent)
