@@ -65,12 +65,12 @@ def _schedulers(model: I2IModel) -> dict[str, torch.optim.lr_scheduler.LambdaLR]
     return {g: torch.optim.lr_scheduler.LambdaLR(opt, model.lr_factor) for g, opt in model.optimizers.items()}
 
 
-def _restore(model: I2IModel, schedulers: dict, io: LoopIO) -> tuple[int, int, str]:
+def _restore(model: I2IModel, schedulers: dict, io: LoopIO) -> tuple[int, int, str, dict]:
     """Load the checkpoint handed over (a restarted worker group, a re-run, or a PBT exploit): (next epoch, step,
-    the id of the run/trial that wrote it)."""
+    the id of the run/trial that wrote it, the loss weights it was trained with)."""
     ckpt = io.get_checkpoint()
     if ckpt is None:
-        return 0, 0, ""
+        return 0, 0, "", {}
     with ckpt.as_directory() as d:
         state = torch.load(os.path.join(d, STATE_FILE), map_location="cpu", weights_only=True)
     model.load_nets(state["nets"])
@@ -78,7 +78,7 @@ def _restore(model: I2IModel, schedulers: dict, io: LoopIO) -> tuple[int, int, s
         opt.load_state_dict(state["optimizers"][g])
         schedulers[g].load_state_dict(state["schedulers"][g])
     print(f"[i2i] resumed from checkpoint: epoch {state['epoch']} done, step {state['step']}", flush=True)
-    return state["epoch"] + 1, state["step"], state.get("written_by", "")
+    return state["epoch"] + 1, state["step"], state.get("written_by", ""), state.get("loss_weights", {})
 
 
 def _save(model: I2IModel, schedulers: dict, epoch: int, step: int, directory: str, written_by: str) -> None:
@@ -86,7 +86,8 @@ def _save(model: I2IModel, schedulers: dict, epoch: int, step: int, directory: s
     torch.save({"nets": {k: unwrap(v).state_dict() for k, v in model.nets.items()},
                 "optimizers": {g: o.state_dict() for g, o in model.optimizers.items()},
                 "schedulers": {g: s.state_dict() for g, s in schedulers.items()},
-                "epoch": epoch, "step": step, "written_by": written_by}, os.path.join(directory, STATE_FILE))
+                "epoch": epoch, "step": step, "written_by": written_by,
+                "loss_weights": model.loss_weights}, os.path.join(directory, STATE_FILE))
 
 
 def _to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
@@ -166,7 +167,7 @@ def run_loop(config: dict, io: LoopIO, *, rank: int, world: int, device: torch.d
     torch.manual_seed(config["seed"] + rank)
     model = build_model(config, device, world)
     schedulers = _schedulers(model)
-    start_epoch, step, restored_from = _restore(model, schedulers, io)
+    start_epoch, step, restored_from, restored_weights = _restore(model, schedulers, io)
     tracker = _Tracker(config) if rank == 0 else None
     for epoch in range(start_epoch, config["epochs"]):
         train_metrics, step, seconds = _train_epoch(model, config, io, epoch, step, rank, device)
@@ -174,7 +175,8 @@ def run_loop(config: dict, io: LoopIO, *, rank: int, world: int, device: torch.d
             s.step()
         val_metrics, grid = _validate(model, config, io, device)
         m = {"epoch": epoch, "step": step, "start_epoch": start_epoch, "epoch_seconds": seconds,
-             "lr_factor": model.lr_factor(epoch), **train_metrics, **val_metrics}
+             "lr_factor": model.lr_factor(epoch), **train_metrics, **val_metrics,
+             **{f"weight_{k}": v for k, v in model.loss_weights.items()}}  # what this epoch trained with
         if rank == 0:
             print(f"[i2i] epoch {epoch} done: " + " ".join(f"{k}={v:.4g}" for k, v in m.items()), flush=True)
             tracker.log(m, epoch, grid)
@@ -183,7 +185,10 @@ def run_loop(config: dict, io: LoopIO, *, rank: int, world: int, device: torch.d
             if rank == 0:
                 _save(model, schedulers, epoch, step, d, config.get("run_id", ""))
                 checkpoint = io.checkpoint_from_directory(d)
-            extra = {"restored_from": restored_from} if restored_from else {}
+            extra = {}
+            if restored_from:  # a PBT exploit: whose checkpoint this trial continues, and the weights it had
+                extra = {"restored_from": restored_from,
+                         **{f"restored_weight_{k}": v for k, v in restored_weights.items()}}
             if config.get("run_id"):
                 extra["run_id"] = config["run_id"]  # a Tune trial: who wrote the checkpoint it may hand over
             io.report({**m, **extra}, checkpoint)  # every rank reports; rank 0's checkpoint is kept

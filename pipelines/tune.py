@@ -62,6 +62,9 @@ class TuneSection(StrictModel):
     storage_path: str = "data/tune"
     name: str | None = None
     seed: int = 0
+    # ASHA/FIFO: the first trial runs the untuned values (the config's weights, args, train fields), so the
+    # result says whether tuning beat them
+    evaluate_baseline: bool = True
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,8 @@ class TuneResult:
     trial_epochs: int  # compute spent: Σ epochs over trials
     mlflow_run_id: str
     resumed: bool
-    trial_summaries: list[dict]  # per trial: id, status, epochs, objective, first and last config, restored_from
+    baseline: dict  # the untuned values' trial: config, objective, epochs ({} when not evaluated)
+    trial_summaries: list[dict]  # per trial: id, error, epochs, objective, config, restored_from, restored_config
 
 
 def validate_space(model: str, space: dict[str, dict[str, list]]) -> None:
@@ -229,6 +233,7 @@ def run_tune(*, model: str, model_args: dict, loss_weights: dict, train: TrainCo
                           objective={"kid_weight": cfg.kid_weight, "feature_net": cfg.feature_net}),
             "train_section": trial_train.model_dump(), "tune_name": name, "mlflow_parent": parent,
             "mlflow_experiment": mlflow.experiment, "trial_storage": storage.join(storage.absolute(cfg.storage_path), name, "_train")}
+    baseline = _baseline_point(model, model_args, loss_weights, trial_train, cfg)
     in_process = cfg.scheduler == "pbt" or cfg.workers_per_trial == 1
     trainable = tune.with_resources(tune.with_parameters(loop_trial if in_process else ray_train_trial,
                                                          base=base), per_trial)
@@ -241,41 +246,92 @@ def run_tune(*, model: str, model_args: dict, loss_weights: dict, train: TrainCo
                                    storage_filesystem=fs)
     else:
         tuner = tune.Tuner(trainable, param_space={k: _sampler(v) for k, v in cfg.search_space.items()},
-                           tune_config=_tune_config(cfg, fits), run_config=tune.RunConfig(
+                           tune_config=_tune_config(cfg, fits, baseline), run_config=tune.RunConfig(
                                name=name, storage_path=path, storage_filesystem=fs,
-                               checkpoint_config=tune.CheckpointConfig(num_to_keep=4)))
+                               checkpoint_config=tune.CheckpointConfig(num_to_keep=4),
+                               # stopping at the last epoch comes before the scheduler: PBT never exploits a
+                               # trial that has finished (it would restart it with nothing left to run)
+                               stop={"training_iteration": cfg.epochs}))
     grid = tuner.fit()
     if not any(r.metrics and "objective" in r.metrics for r in grid):
         errors = [str(r.error).strip().splitlines()[-1][:300] for r in grid if r.error]
         raise I2IError(f"tuning {name}: no trial reported an objective; {len(errors)} failed, e.g. {errors[:2]}")
-    best = grid.get_best_result(metric="objective", mode="min", scope="all")
+    # the best final objective among trials that ran every epoch (ASHA's survivors): an objective after fewer
+    # epochs is not comparable
+    reported = [r for r in grid if r.metrics and "objective" in r.metrics]
+    full = [r for r in reported if r.metrics.get("training_iteration", 0) >= cfg.epochs]
+    best = min(full or reported, key=lambda r: r.metrics["objective"])
     trial_epochs = sum(len(r.metrics_dataframe) for r in grid if r.metrics_dataframe is not None)
     best_values = {k: best.config[k] for k in cfg.search_space}
     client.log_metric(parent, "best_objective", float(best.metrics["objective"]))
     client.set_tag(parent, "best_config", json.dumps(best_values))
     log.info("best of %d trials (%d trial-epochs): objective %.5g with %s", len(grid), trial_epochs,
              best.metrics["objective"], best_values)
-    return TuneResult(name=name, path=exp_dir, best_config=best_values,
+    base_result = _baseline_result(grid, baseline, list(cfg.search_space), cfg.epochs) if baseline else {}
+    if base_result:
+        client.log_metric(parent, "baseline_objective", float(base_result["objective"]))
+        log.info("untuned values %s: objective %.5g after %d epochs", baseline, base_result["objective"],
+                 base_result["epochs"])
+    return TuneResult(name=name, path=exp_dir, best_config=best_values, baseline=base_result,
                       best_objective=float(best.metrics["objective"]),
                       best_metrics={k: v for k, v in best.metrics.items() if isinstance(v, (int, float, str))},
                       trials=len(grid), trial_epochs=trial_epochs, mlflow_run_id=parent, resumed=resumed,
                       trial_summaries=[_summary(r, list(cfg.search_space)) for r in grid])
 
 
+def _baseline_point(model: str, model_args: dict, loss_weights: dict, train: TrainConfig,
+                    cfg: TuneSection) -> dict | None:
+    """The search-space keys at their untuned values (ASHA/FIFO, random or optuna, no grid axes)."""
+    import dataclasses
+
+    if not cfg.evaluate_baseline or cfg.scheduler == "pbt" or any("grid" in v for v in cfg.search_space.values()):
+        return None
+    family = get_model_class(model)
+    args = {**{f.name: f.default for f in dataclasses.fields(family.Config)}, **model_args}
+    weights = family.resolve_weights(loss_weights)
+    point = {}
+    for key in cfg.search_space:
+        section, _, name = key.partition(".")
+        point[key] = (weights[name] if section == "loss_weights" else args[name[len("args."):]]
+                      if section == "model" else getattr(train, name))
+    return point
+
+
+def _baseline_result(grid, baseline: dict, keys: list[str], epochs: int) -> dict:
+    for r in grid:
+        if r.config and all(r.config.get(k) == v for k, v in baseline.items()):
+            s = _summary(r, keys)
+            # stopped_early: ASHA cut it at a rung, i.e. it was already worse than the trials that went on
+            return {"config": baseline, "objective": s["objective"], "epochs": s["epochs"],
+                    "stopped_early": s["epochs"] < epochs}
+    return {}
+
+
 def _summary(result, keys: list[str]) -> dict:
-    """One trial from its own report history (PBT overwrites a trial's last result with its clone source's)."""
+    """One trial, from what its training loop itself reported: the weights it trained with last and, after a PBT
+    exploit, whose checkpoint it continued and the weights that checkpoint was trained with."""
     df = result.metrics_dataframe
-    rows = df.to_dict("records") if df is not None else []
-    own = rows[0].get("run_id", "") if rows else ""
-    sources = [r.get("restored_from") for r in rows if isinstance(r.get("restored_from"), str)]
-    config_at = lambda r: {k: r.get(f"config/{k}") for k in keys if f"config/{k}" in r}  # noqa: E731
+    rows = df.to_dict("records") if df is not None and len(df) else []
+    last = rows[-1] if rows else (result.metrics or {})
+    own = last.get("run_id", "")
+
+    def values(row: dict, prefix: str) -> dict:
+        out = {}
+        for k in keys:
+            section, _, name = k.partition(".")
+            col = f"{prefix}{name}" if section == "loss_weights" else f"config/{k}"
+            if col in row and row[col] == row[col]:  # not NaN
+                out[k] = row[col]
+        return out
+
+    source = last.get("restored_from") if isinstance(last.get("restored_from"), str) else ""
     return {"trial_id": own, "error": str(result.error).strip().splitlines()[-1] if result.error else "",
-            "epochs": len(rows), "objective": rows[-1].get("objective") if rows else None,
-            "first_config": config_at(rows[0]) if rows else {}, "last_config": config_at(rows[-1]) if rows else {},
-            "restored_from": next((x for x in sources if x and x != own), "")}
+            "epochs": len(rows), "objective": last.get("objective"), "config": values(last, "weight_"),
+            "restored_from": source if source != own else "",
+            "restored_config": values(last, "restored_weight_") if source and source != own else {}}
 
 
-def _tune_config(cfg: TuneSection, fits: int):
+def _tune_config(cfg: TuneSection, fits: int, baseline: dict | None):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
 
@@ -291,11 +347,16 @@ def _tune_config(cfg: TuneSection, fits: int):
         time_attr="training_iteration", max_t=cfg.epochs, grace_period=cfg.grace_period,
         reduction_factor=cfg.reduction_factor)
     search = None
+    points = [baseline] if baseline else None
+    if points and cfg.search_alg == "random":
+        from ray.tune.search import BasicVariantGenerator
+
+        search = BasicVariantGenerator(points_to_evaluate=points, random_state=cfg.seed)
     if cfg.search_alg == "optuna":
         try:
             from ray.tune.search.optuna import OptunaSearch
         except ImportError as err:
             raise ConfigError(f"tune.search_alg=optuna needs optuna installed ({err})") from None
-        search = OptunaSearch(seed=cfg.seed)
+        search = OptunaSearch(seed=cfg.seed, points_to_evaluate=points)
     return tune.TuneConfig(metric="objective", mode="min", scheduler=scheduler, search_alg=search,
                            num_samples=cfg.num_samples, max_concurrent_trials=concurrent)

@@ -158,3 +158,24 @@ def mlflow_server(s3_endpoint, tmp_path_factory):
     uri = f"http://127.0.0.1:{port}"
     with server(cmd, env=env, ready_url=f"{uri}/health", log_path=root / "server.log", group=True):
         yield uri
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def ray_cli(address: str, *args: str, timeout: int = 600):
+    """`ray job <args>` against ``address`` from the repository root, as a user types it."""
+    import shutil
+    import subprocess
+    import sys
+
+    ray_bin = shutil.which("ray", path=os.path.dirname(sys.executable)) or "ray"
+    return subprocess.run([ray_bin, "job", *args[:1], "--address", address, *args[1:]], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def submit(address: str, *entrypoint: str, options: tuple[str, ...] = (), timeout: int = 600):
+    """`ray job submit` of ``entrypoint`` with the project's one runtime env, uploading the working tree."""
+    return ray_cli(address, "submit", "--runtime-env", "infra/runtime_env.yaml", "--working-dir", ".", *options,
+                   "--", *entrypoint, timeout=timeout)
+

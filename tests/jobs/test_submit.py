@@ -7,16 +7,7 @@ import subprocess
 import sys
 
 from pipelines.manifest import read_manifest, verify
-from tests.conftest import BUCKET, upload_dir
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def submit(address: str, *entrypoint: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    ray_bin = shutil.which("ray", path=os.path.dirname(sys.executable)) or "ray"
-    return subprocess.run([ray_bin, "job", "submit", "--address", address, "--runtime-env", "infra/runtime_env.yaml",
-                           "--working-dir", ".", "--", *entrypoint],
-                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
+from tests.conftest import BUCKET, REPO, submit, upload_dir
 
 
 def test_ray_job_submit_shard_to_s3(ray_head, demo_root):
@@ -94,3 +85,35 @@ def test_ray_job_submit_nightly_then_champion_serves_and_gate_holds(ray_head, ra
     assert client.get_model_version_by_alias(name, "champion").version == champion_before
     tags = client.get_model_version(name, reg.version).tags
     assert tags["promotion.decision"] == "kept" and "l1" in tags["promotion.reason"]
+
+
+def test_ray_job_submit_nightly_with_tuning_trains_the_chosen_weights(ray_head, mlflow_server, demo_root, tmp_path):
+    """`tune.enabled`: nightly tunes first, trains and registers the final model with the best weights, and the
+    registered version says which tuning run chose them."""
+    import mlflow
+
+    shards = str(tmp_path / "shards")
+    sets = {"shard.source": f"{demo_root}/edges2photo", "shard.output": shards, "shard.load_size": 32,
+            "shard.num_shards": 2, "model.args": "{image_size: 32, ngf: 8, ndf: 8, norm: instance, n_epochs: 1, "
+            "n_epochs_decay: 0}", "train.dataset": shards, "train.crop_size": 32, "train.num_workers": 1,
+            "train.storage_path": str(tmp_path / "runs"), "mlflow.tracking_uri": mlflow_server,
+            "mlflow.experiment": "nightly-tuned", "registry.name": "i2i-tuned-test", "evaluate.batch_size": 8,
+            "tune.enabled": "true", "tune.scheduler": "fifo", "tune.num_samples": 2, "tune.epochs": 1,
+            "tune.storage_path": str(tmp_path / "tune"),
+            "tune.search_space": "{loss_weights.l1: {loguniform: [1, 300]}, loss_weights.gan: {uniform: [0.5, 2]}}"}
+    args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
+    r = submit(ray_head, "python", "-m", "jobs.nightly", "--config", "jobs/configs/quickstart.yaml", *args)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    summary = json.loads(r.stdout[r.stdout.index('{\n "status"'): r.stdout.rindex("}") + 1])
+    tuned = summary["tune"]
+    assert tuned["trials"] == 2 and set(tuned["best_config"]) == {"loss_weights.l1", "loss_weights.gan"}
+    client = mlflow.MlflowClient(mlflow_server)
+    version = client.get_model_version(summary["register"]["name"], summary["register"]["version"])
+    assert version.tags["i2i.tune_run"] == tuned["name"]
+    assert version.tags["i2i.tune_mlflow_run"] == tuned["mlflow_run_id"]
+    trained = client.get_run(summary["train"]["mlflow_run_id"]).data
+    for key, value in tuned["best_config"].items():  # the final model trained with the chosen weights
+        assert float(trained.params[key]) == value
+        assert trained.metrics[f"weight_{key.split('.')[1]}"] == value
+    parent = client.get_run(tuned["mlflow_run_id"])
+    assert json.loads(parent.data.tags["best_config"]) == tuned["best_config"]

@@ -1,10 +1,6 @@
 """Ray Tune over loss weights: ASHA with nested Ray Train trials, PBT that exploits, interrupt + resume, errors."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 
 import mlflow
@@ -16,8 +12,8 @@ from pipelines.shard import ShardConfig, run_shard
 from pipelines.tracking import MlflowConfig
 from pipelines.train import TrainConfig
 from pipelines.tune import TuneSection, run_tune
+from tests.conftest import ray_cli, submit
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = {"image_size": 32, "ngf": 8, "ndf": 8, "norm": "instance", "n_epochs": 1, "n_epochs_decay": 1}
 SPACE = {"loss_weights.l1": {"loguniform": [1, 300]}, "loss_weights.gan": {"uniform": [0.25, 4]}}
 
@@ -34,22 +30,29 @@ def train_cfg(pairs: str, tmp_path) -> TrainConfig:
                        storage_path=str(tmp_path / "runs"), log_every_steps=1000)
 
 
-def test_asha_four_trials_with_mlflow_parent_and_children(pairs, tmp_path, mlflow_server):
+def test_asha_with_optuna_four_trials_with_mlflow_parent_and_children(pairs, tmp_path, mlflow_server):
     tracking = MlflowConfig(tracking_uri=mlflow_server, experiment="tune-asha")
-    cfg = TuneSection(search_space=SPACE, scheduler="asha", num_samples=4, epochs=2, grace_period=1,
-                      storage_path=str(tmp_path / "tune"))
+    cfg = TuneSection(search_space=SPACE, scheduler="asha", search_alg="optuna", num_samples=4, epochs=2,
+                      grace_period=1, storage_path=str(tmp_path / "tune"))
     r = run_tune(model="pix2pix", model_args=TINY, loss_weights={}, train=train_cfg(pairs, tmp_path), cfg=cfg,
                  mlflow=tracking)
     assert r.trials == 4 and set(r.best_config) == set(SPACE) and r.best_objective > 0
     assert all(not t["error"] for t in r.trial_summaries), r.trial_summaries
     assert 4 <= r.trial_epochs <= 8  # ASHA may stop some trials after 1 epoch
     assert {"val_l1", "val_kid", "objective"} <= set(r.best_metrics)
+    # the first trial ran the untuned weights, so the result says whether tuning beat them
+    assert r.baseline["config"] == {"loss_weights.l1": 100.0, "loss_weights.gan": 1.0}
+    if r.baseline["stopped_early"]:  # ASHA cut it at a rung: a trial that went on beat it there
+        assert r.baseline["epochs"] < 2
+    else:  # it ran every epoch, so the best is at least as good as it
+        assert r.baseline["epochs"] == 2 and r.best_objective <= r.baseline["objective"]
     client = mlflow.MlflowClient(mlflow_server)
     children = client.search_runs([client.get_experiment_by_name("tune-asha").experiment_id],
                                   filter_string=f"tags.`mlflow.parentRunId` = '{r.mlflow_run_id}'")
     assert len(children) == 4 and all("val_l1" in c.data.metrics for c in children)
     parent = client.get_run(r.mlflow_run_id)
     assert json.loads(parent.data.tags["best_config"]) == r.best_config
+    assert parent.data.metrics["baseline_objective"] == r.baseline["objective"]
     assert "loss_weights.l1" in parent.data.params["search_space"] and parent.data.params["scheduler"] == "asha"
 
 
@@ -58,26 +61,30 @@ def test_pbt_exploits_with_perturbed_weights(pairs, tmp_path):
                       storage_path=str(tmp_path / "tune"), cpus_per_trial=0.5)
     r = run_tune(model="pix2pix", model_args=TINY, loss_weights={}, train=train_cfg(pairs, tmp_path), cfg=cfg,
                  mlflow=MlflowConfig(tracking_uri=f"sqlite:///{tmp_path}/m.db"))
-    exploited = [t for t in r.trial_summaries if t["restored_from"] and t["restored_from"] != t["trial_id"]]
+    ids = {t["trial_id"] for t in r.trial_summaries}
+    assert len(ids) == 2 and "" not in ids, r.trial_summaries
+    exploited = [t for t in r.trial_summaries if t["restored_from"]]
     assert exploited, f"no trial restored another trial's checkpoint: {r.trial_summaries}"
     t = exploited[0]
-    other = next(o for o in r.trial_summaries if o["trial_id"] == t["restored_from"])
-    assert t["last_config"] != t["first_config"]  # explored: its weights were perturbed after cloning
-    assert other["trial_id"] != t["trial_id"]
+    assert t["restored_from"] in ids - {t["trial_id"]}
+    # explored: it trained on with weights perturbed from those the cloned checkpoint was trained with
+    assert set(t["config"]) == set(t["restored_config"]) == set(SPACE), t
+    assert t["config"] != t["restored_config"], t
 
 
-def test_interrupted_tuning_resumes_without_rerunning_finished_trials(pairs, tmp_path, ray_cluster):
-    cfg_file = tmp_path / "tune.yaml"
+def test_interrupted_tuning_resumes_on_resubmit_without_rerunning_finished_trials(pairs, tmp_path, ray_head):
+    """`ray job submit` the tuning job, `ray job stop` it mid-way, submit it again: Tuner.restore continues."""
     import yaml
 
+    cfg_file = tmp_path / "tune.yaml"
     cfg_file.write_text(yaml.safe_dump({
         "model": {"name": "pix2pix", "args": TINY}, "train": train_cfg(pairs, tmp_path).model_dump(),
         "tune": {"search_space": SPACE, "scheduler": "asha", "num_samples": 4, "epochs": 2,
                  "storage_path": str(tmp_path / "tune"), "name": "resume-me"},
         "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/m.db"}}))
-    env = {**os.environ, "RAY_ADDRESS": ray_cluster}
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.tune", "--config", str(cfg_file)], cwd=REPO, env=env,
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    job = ("python", "-m", "jobs.tune", "--config", str(cfg_file))
+    first = submit(ray_head, *job, options=("--submission-id", "tune-resume-1", "--no-wait"))
+    assert first.returncode == 0, first.stderr[-2000:]
     exp = tmp_path / "tune" / "resume-me"
 
     def finished_trials() -> dict[str, int]:
@@ -90,19 +97,26 @@ def test_interrupted_tuning_resumes_without_rerunning_finished_trials(pairs, tmp
 
     deadline = time.time() + 400
     while not finished_trials():
-        assert proc.poll() is None and time.time() < deadline, "tuning ended or stalled before a trial finished"
-        time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+        status = ray_cli(ray_head, "status", "tune-resume-1").stdout
+        assert "RUNNING" in status or "PENDING" in status, f"the job ended before a trial finished: {status}"
+        assert time.time() < deadline, "no trial finished in time"
+        time.sleep(1)
+    stop = ray_cli(ray_head, "stop", "tune-resume-1")
+    assert stop.returncode == 0, stop.stdout + stop.stderr
     before = finished_trials()
     assert len(before) < 4, "the whole experiment finished before the interruption"
-    cfg = load_config(cfg_file)
-    r = run_tune(**cfg.tune_args())
-    assert r.resumed and r.trials == 4 and all(not t["error"] for t in r.trial_summaries)
+    again = submit(ray_head, *job, options=("--submission-id", "tune-resume-2"))
+    assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-2000:]
+    r = json.loads(again.stdout[again.stdout.index('{\n "status"'): again.stdout.rindex("}") + 1])
+    assert r["status"] == "succeeded" and r["resumed"] and r["trials"] == 4, r
+    assert all(not t["error"] for t in r["trial_summaries"]), r["trial_summaries"]
     after = finished_trials()
     assert set(after) == {p.name for p in exp.iterdir() if (p / "result.json").exists()} and len(after) == 4
     for trial, rows in before.items():
         assert after[trial] == rows, f"finished trial {trial} was run again"
+    # the same submission id cannot start a second copy of the job
+    dup = submit(ray_head, *job, options=("--submission-id", "tune-resume-2", "--no-wait"))
+    assert dup.returncode != 0 and "tune-resume-2" in dup.stdout + dup.stderr
 
 
 def test_unknown_weight_and_impossible_resources(pairs, tmp_path):
