@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-GanKind = Literal["vanilla", "lsgan", "hinge"]
+GanKind = Literal["vanilla", "lsgan", "hinge", "wgan"]
 
 
 def adversarial(pred: torch.Tensor, real: bool, kind: GanKind = "vanilla", *,
@@ -16,6 +16,8 @@ def adversarial(pred: torch.Tensor, real: bool, kind: GanKind = "vanilla", *,
 
     vanilla: BCE with logits — for G with ``real=True`` this is the non-saturating −log D(G(x)), the form pix2pix
     and CycleGAN train with. lsgan: (D − 1)² / D². hinge: D uses relu(1 ∓ D), G uses −D.
+    wgan (Arjovsky et al. 2017): the critic's −D(real) / +D(fake), G's −D(fake) — only meaningful with a Lipschitz
+    constraint, which is the caller's job (WGAN and DualGAN clip the critic's weights after each of its steps).
     """
     if kind == "vanilla":
         target = torch.ones_like(pred) if real else torch.zeros_like(pred)
@@ -26,8 +28,14 @@ def adversarial(pred: torch.Tensor, real: bool, kind: GanKind = "vanilla", *,
         if not for_discriminator:
             return -pred.mean()
         return F.relu(1.0 - pred).mean() if real else F.relu(1.0 + pred).mean()
-    raise ValueError(f"unknown GAN loss '{kind}'; choose vanilla, lsgan or hinge")
+    if kind == "wgan":
+        return -pred.mean() if real else pred.mean()
+    raise ValueError(f"unknown GAN loss '{kind}'; choose vanilla, lsgan, hinge or wgan")
 
 
 def l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(x, y)
+
+
+def mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(x, y)

@@ -10,6 +10,9 @@ from i2i_models.registry import get_model, list_models
 
 TINY = {
     "pix2pix": dict(image_size=32, ngf=8, ndf=8),
+    "cyclegan": dict(image_size=32, ngf=8, ndf=8, n_blocks=2),
+    "discogan": dict(image_size=32, ngf=8, ndf=8, n_blocks=2),
+    "dualgan": dict(image_size=32, ngf=8, ndf=8, n_blocks=2),
 }
 
 
