@@ -10,6 +10,8 @@ from i2i_models.registry import get_model, list_models
 
 TINY = {
     "pix2pix": dict(image_size=32, ngf=8, ndf=8),
+    "unit": dict(dim=8, n_res=2, dis_dim=8, dis_n_layer=3),
+    "munit": dict(dim=8, n_res=2, mlp_dim=16, dis_dim=8, dis_n_layer=3),
 }
 
 
