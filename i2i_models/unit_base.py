@@ -101,7 +101,9 @@ class UnitFamily(I2IModel):
         return math.ceil(config.n_iters / config.iters_per_epoch)
 
     def _on(self, term: str) -> bool:
-        """Terms whose weight is 0 are not computed (no forward is spent on them) and are reported as 0."""
+        """Terms whose weight is 0 are not computed (no forward is spent on them) and are reported as 0. Under DDP,
+        zero weights that leave a sub-network out of every G term (MUNIT with recon_x = recon_s = recon_x_cyc = 0
+        leaves the style encoders unused) would need ``find_unused_parameters``; the defaults use every parameter."""
         return self.loss_weights[term] != 0
 
     def _step_nets(self, names: Sequence[str], loss: torch.Tensor) -> None:
