@@ -49,7 +49,7 @@ class I2IModel(nn.Module):
     loss_terms: ClassVar[tuple[LossTerm, ...]]
     inference_nets: ClassVar[tuple[str, ...]]  # what ``export`` keeps
     Config: ClassVar[type]
-    multimodal: ClassVar[bool] = False  # True where translate() draws a style (seed / reference): MUNIT, StarGAN v2
+    multimodal: ClassVar[bool] = False  # translate() draws a style (seed / reference): many outputs per input
 
     def __init__(self, config: Any, *, loss_weights: Mapping[str, float] | None = None):
         super().__init__()

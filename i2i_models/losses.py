@@ -39,3 +39,10 @@ def l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(x, y)
+
+
+def kl_unit_variance(mu: torch.Tensor) -> torch.Tensor:
+    """UNIT's KL term for q(z|x) = N(μ, I) against the prior N(0, I). Per sample KL = ½ Σ_i μ_i²; the authors'
+    code (and so its recon_kl weight 0.01) uses mean(μ²) over all N·D elements, = (2 / D) · mean_n KL_n with D
+    the elements of one sample's latent."""
+    return mu.pow(2).mean()

@@ -46,4 +46,4 @@ def get_model(name: str, *, loss_weights: Mapping[str, float] | None = None, **c
 
 
 def _import_families() -> None:
-    from i2i_models import cyclegan, pix2pix  # noqa: F401  (register on import)
+    from i2i_models import cyclegan, munit, pix2pix, unit  # noqa: F401  (registers on import)
