@@ -49,6 +49,7 @@ class I2IModel(nn.Module):
     loss_terms: ClassVar[tuple[LossTerm, ...]]
     inference_nets: ClassVar[tuple[str, ...]]  # what ``export`` keeps
     Config: ClassVar[type]
+    multimodal: ClassVar[bool] = False  # True: translate(x, seed=…, reference=…) draws diverse outputs
 
     def __init__(self, config: Any, *, loss_weights: Mapping[str, float] | None = None):
         super().__init__()
