@@ -46,3 +46,14 @@ def kl_unit_variance(mu: torch.Tensor) -> torch.Tensor:
     code (and so its recon_kl weight 0.01) uses mean(μ²) over all N·D elements, = (2 / D) · mean_n KL_n with D
     the elements of one sample's latent."""
     return mu.pow(2).mean()
+
+
+def r1(d_out: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
+    """Zero-centred gradient penalty on real images (Mescheder et al. 2018): R1 = ½·E_x[‖∇_x D(x)‖²].
+
+    ``x_in`` must require grad and ``d_out`` be D's output on it. The gradient is taken out of place with
+    ``torch.autograd.grad(create_graph=True)``, so the caller then runs ONE ordinary ``backward()`` of the whole D
+    loss: under DDP the penalty's gradient is all-reduced with the rest, and no double backward goes through DDP.
+    """
+    (grad,) = torch.autograd.grad(outputs=d_out.sum(), inputs=x_in, create_graph=True)
+    return 0.5 * grad.pow(2).flatten(1).sum(1).mean()

@@ -15,6 +15,11 @@ TINY = {
     "dualgan": dict(image_size=32, ngf=8, ndf=8, n_blocks=2),
     "unit": dict(dim=8, n_res=2, dis_dim=8, dis_n_layer=3),
     "munit": dict(dim=8, n_res=2, mlp_dim=16, dis_dim=8, dis_n_layer=3),
+    "stargan_v2": dict(img_size=32, num_domains=3, base_dim=4, max_conv_dim=8, style_dim=8, latent_dim=4,
+                       mapping_dim=8),
+}
+CONDITIONS = {  # what translate() needs besides x, for families that require a condition
+    "stargan_v2": dict(domain=1),
 }
 
 
@@ -25,6 +30,10 @@ def batch_for(model: I2IModel, n: int = 2, size: int = 32) -> dict:
         return {"input": img(), "target": img()}
     if model.data_mode == "unpaired":
         return {"real_a": img(), "real_b": img()}
+    if model.data_mode == "labeled":  # a source image and its domain; two references of the target domain
+        k = model.config.num_domains
+        return {"image": img(), "domain": torch.randint(0, k, (n,), generator=g), "ref": img(), "ref2": img(),
+                "ref_domain": torch.randint(0, k, (n,), generator=g)}
     raise AssertionError(f"no test batch for data mode {model.data_mode}")
 
 
@@ -90,5 +99,5 @@ def test_save_load_round_trip(name, tmp_path):
     x = batch_for(m)
     first = next(iter(x.values()))
     torch.manual_seed(1)
-    y1 = exported.translate(first)
+    y1 = exported.translate(first, **CONDITIONS.get(name, {}))
     assert y1.shape[0] == first.shape[0] and torch.isfinite(y1).all()
