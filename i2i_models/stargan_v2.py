@@ -14,7 +14,7 @@ Standard config = AFHQ (256 px, 3 domains, w_hpf 0, style 64, latent 16): G 33,8
 E 20,949,760, D 20,852,803 parameters. CelebA-HQ (2 domains, w_hpf 1): G 43,467,395, F 2,438,272, E 20,916,928,
 D 20,852,290 — w_hpf > 0 adds a down/up-sampling level and high-pass skip connections masked by a pretrained
 face-landmark network (FAN) that we cannot download: pass one with :meth:`set_landmark_net`, otherwise training and
-translation raise. ``base_dim`` (default 2¹⁴ / img_size, the authors') and ``mapping_dim`` only exist so that tests
+translation raise. ``base_dim`` (default 2¹⁴ / image_size, the authors') and ``mapping_dim`` only exist so that tests
 can build tiny networks.
 
 Objective (eq. 5): min_{G,F,E} max_D  L_adv + λ_sty·L_sty − λ_ds·L_ds + λ_cyc·L_cyc  (+ λ_r1·R1 for D), with
@@ -64,14 +64,14 @@ LandmarkNet = Callable[[torch.Tensor], Sequence[torch.Tensor]]
 
 @dataclass(frozen=True, kw_only=True)
 class StarGANv2Config:
-    img_size: int = 256
+    image_size: int = 256
     num_domains: int = 3  # AFHQ: cat, dog, wild
     w_hpf: float = 0.0  # AFHQ 0; CelebA-HQ 1 (needs a face-landmark network)
     style_dim: int = 64
     latent_dim: int = 16
     max_conv_dim: int = 512
     mapping_dim: int = 512  # hidden width of F
-    base_dim: int | None = None  # None: 2**14 // img_size (the authors'); set only for tiny test networks
+    base_dim: int | None = None  # None: 2**14 // image_size (the authors'); set only for tiny test networks
     lr: float = 1e-4  # G, E, D
     f_lr: float = 1e-6  # F: 100× slower, as the authors
     beta1: float = 0.0
@@ -108,10 +108,10 @@ class StarGANv2(I2IModel):
         super().__init__(config, loss_weights=loss_weights)
         c = config
         he = lambda net: init_weights(net, "kaiming")  # noqa: E731  (kaiming normal fan_in, bias 0)
-        self.nets["G"] = he(Generator(c.img_size, c.style_dim, c.max_conv_dim, c.w_hpf, c.base_dim))
+        self.nets["G"] = he(Generator(c.image_size, c.style_dim, c.max_conv_dim, c.w_hpf, c.base_dim))
         self.nets["F"] = he(MappingNetwork(c.latent_dim, c.style_dim, c.num_domains, c.mapping_dim))
-        self.nets["E"] = he(StyleEncoder(c.img_size, c.style_dim, c.num_domains, c.max_conv_dim, c.base_dim))
-        self.nets["D"] = he(MultiTaskDiscriminator(c.img_size, c.num_domains, c.max_conv_dim, c.base_dim))
+        self.nets["E"] = he(StyleEncoder(c.image_size, c.style_dim, c.num_domains, c.max_conv_dim, c.base_dim))
+        self.nets["D"] = he(MultiTaskDiscriminator(c.image_size, c.num_domains, c.max_conv_dim, c.base_dim))
         for name in ("G", "F", "E"):
             self.nets[f"{name}_ema"] = ema_copy(self.nets[name])
         self._landmark_net: LandmarkNet | None = None
@@ -244,7 +244,7 @@ class StarGANv2(I2IModel):
         return y.long().expand(n)
 
     def _check_reference(self, reference: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        size = self.config.img_size
+        size = self.config.image_size
         if reference.dim() != 4 or reference.shape[1:] != (3, size, size) or reference.size(0) not in (1, x.size(0)):
             raise ValueError(f"reference must be (1 or {x.size(0)}, 3, {size}, {size}) — one image per input or one "
                              f"for all — got {tuple(reference.shape)}")

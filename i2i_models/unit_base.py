@@ -38,6 +38,7 @@ Direction = Literal["a2b", "b2a"]
 
 @dataclass(frozen=True, kw_only=True)
 class UnitFamilyConfig:
+    image_size: int = 256  # the training crop (the authors' crop_image_height/width); the networks are fully conv
     in_channels: int = 3
     dim: int = 64  # channels after the first conv of the encoders
     n_downsample: int = 2  # content encoder downsamplings = decoder upsamplings

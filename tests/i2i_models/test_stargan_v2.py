@@ -10,7 +10,7 @@ from i2i_models import losses
 from i2i_models.base import unwrap
 from i2i_models.registry import get_model
 
-TINY = dict(img_size=32, num_domains=3, base_dim=4, max_conv_dim=8, style_dim=8, latent_dim=4, mapping_dim=8)
+TINY = dict(image_size=32, num_domains=3, base_dim=4, max_conv_dim=8, style_dim=8, latent_dim=4, mapping_dim=8)
 
 
 @pytest.fixture(autouse=True)
@@ -61,7 +61,7 @@ def test_authors_defaults():
         assert opt.defaults["betas"] == (0.0, 0.99) and opt.defaults["weight_decay"] == 1e-4
         assert {id(p) for p in opt.param_groups[0]["params"]} == {id(p) for p in m.nets[name].parameters()}
     c = m.Config()  # the standard (AFHQ) config, without building it
-    assert (c.img_size, c.num_domains, c.w_hpf, c.style_dim, c.latent_dim, c.max_conv_dim) == (256, 3, 0, 64, 16, 512)
+    assert (c.image_size, c.num_domains, c.w_hpf, c.style_dim, c.latent_dim, c.max_conv_dim) == (256, 3, 0, 64, 16, 512)
     assert (c.n_iters, c.batch_size, c.ds_iter, c.ema_beta) == (100_000, 8, 100_000, 0.999)
     assert type(m).default_epochs(c) == 55  # ceil(100k iterations · 8 / 14,630 AFHQ training images)
     assert m.lr_factor(0) == m.lr_factor(54) == 1.0
@@ -69,7 +69,7 @@ def test_authors_defaults():
 
 def test_he_init():
     torch.manual_seed(0)
-    m = get_model("stargan_v2", img_size=32, max_conv_dim=64, mapping_dim=256)
+    m = get_model("stargan_v2", image_size=32, max_conv_dim=64, mapping_dim=256)
     fc = m.nets["F"].shared[2]  # Linear(256, 256): std √(2/256)
     assert abs(fc.weight.std().item() - (2 / 256) ** 0.5) < 0.005 and torch.count_nonzero(fc.bias) == 0
     conv = m.nets["D"].main[1].conv2  # Conv2d(512, 64, 3): fan_in 512·9
