@@ -95,10 +95,16 @@ def finished_run(model: str, model_args: dict, loss_weights: dict, train: TrainC
 def loop_config(model: str, model_args: dict, loss_weights: dict, train: TrainConfig, *, mlflow_uri: str = "",
                 mlflow_run_id: str = "", objective: dict | None = None) -> dict:
     """The plain dict ``train_loop`` / ``run_loop`` read (it travels to the workers)."""
+    from pipelines import feeds
+
     family = get_model_class(model)
     config = family.Config(**model_args)
+    extra = {}
+    if family.data_mode == "unpaired":  # an epoch is one pass over the larger domain
+        extra["lead_domain"] = feeds.lead_domain(read_manifest(train.dataset).splits[train.train_split].domains)
     return {
-        "model": model, "model_args": model_args, "loss_weights": loss_weights,
+        "model": model, "model_args": model_args, "loss_weights": loss_weights, "data_mode": family.data_mode,
+        **extra,
         "epochs": train.epochs or family.default_epochs(config),
         "batch_size": train.batch_size, "crop_size": train.crop_size or config.image_size, "flip": train.flip,
         "shuffle_buffer": train.shuffle_buffer, "bf16": train.bf16, "channels_last": train.channels_last,
@@ -108,10 +114,11 @@ def loop_config(model: str, model_args: dict, loss_weights: dict, train: TrainCo
 
 
 def datasets_for(train: TrainConfig) -> dict:
-    from pipelines.data import read_split
+    from pipelines import feeds
 
-    return {"train": read_split(train.dataset, train.train_split, seed=train.seed).dataset,
-            "val": read_split(train.dataset, train.val_split).dataset}
+    m = read_manifest(train.dataset)
+    return feeds.datasets(m.data_mode, train.dataset, train_split=train.train_split, val_split=train.val_split,
+                          seed=train.seed)
 
 
 def trainer_for(config: dict, train: TrainConfig, *, name: str, storage_path: str, callbacks=()):
@@ -121,10 +128,15 @@ def trainer_for(config: dict, train: TrainConfig, *, name: str, storage_path: st
 
     from pipelines.train_loop import train_loop
 
+    from pipelines import feeds
+
     use_gpu = _use_gpu(train)
     fs, path = storage.resolve(storage_path)
+    datasets = datasets_for(train)
+    whole = feeds.unsplit(config["data_mode"], config.get("lead_domain", "a"))
     return TorchTrainer(
-        train_loop, train_loop_config=config, datasets=datasets_for(train),
+        train_loop, train_loop_config=config, datasets=datasets,
+        dataset_config=ray.train.DataConfig(datasets_to_split=[k for k in datasets if k not in whole]),
         scaling_config=ray.train.ScalingConfig(
             num_workers=train.num_workers, use_gpu=use_gpu,
             resources_per_worker={"CPU": train.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}),

@@ -22,8 +22,7 @@ import torch.distributed as dist
 
 from i2i_models.base import I2IModel, unwrap
 from i2i_models.registry import get_model
-from pipelines import metrics
-from pipelines.data import to_model_batch
+from pipelines import feeds, metrics
 
 STATE_FILE = "train_state.pt"
 
@@ -54,9 +53,11 @@ def build_model(config: dict, device: torch.device, world_size: int) -> I2IModel
         net = model.nets[name]
         if config["channels_last"]:
             net = net.to(memory_format=torch.channels_last)
-        # one DDP wrapper per network; buffers not re-broadcast on every forward (D runs twice per step)
+        # one DDP wrapper per trained network; buffers not re-broadcast on every forward (D runs twice per step).
+        # Networks with nothing to train (EMA copies) stay plain: every rank updates them identically.
+        trained = any(p.requires_grad for p in net.parameters())
         model.nets[name] = ray.train.torch.prepare_model(
-            net, parallel_strategy_kwargs={"broadcast_buffers": False}) if world_size > 1 else net.to(device)
+            net, parallel_strategy_kwargs={"broadcast_buffers": False}) if world_size > 1 and trained else net.to(device)
     model.setup_optimizers()
     return model
 
@@ -98,15 +99,10 @@ def _to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
 
 def _train_epoch(model: I2IModel, config: dict, io: LoopIO, epoch: int, step: int, rank: int,
                  device) -> tuple[dict, int, float]:
-    shard = io.dataset("train")
     gen = torch.Generator().manual_seed(config["seed"] * 1_000_003 + epoch * 7919 + rank)
     sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=device))
     n_steps, n_images, t0 = 0, 0, time.perf_counter()
-    batches = shard.iter_torch_batches(batch_size=config["batch_size"], drop_last=True,
-                                       local_shuffle_buffer_size=config["shuffle_buffer"],
-                                       local_shuffle_seed=config["seed"] + epoch * 31 + rank)
-    for raw in batches:
-        batch = to_model_batch(raw, crop_size=config["crop_size"], flip=config["flip"], generator=gen)
+    for batch in feeds.train_batches(config.get("data_mode", "paired"), io.dataset, config, epoch, rank, gen):
         out = model.train_step(_to_device(batch, device, config["channels_last"]), step)
         for k, v in out.losses.items():
             sums[k] += v.float()
@@ -128,38 +124,65 @@ def _gather(t: torch.Tensor) -> torch.Tensor:
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         parts: list = [None] * dist.get_world_size()
         dist.all_gather_object(parts, t.cpu())
-        return torch.cat(parts)
+        return torch.cat([p for p in parts if p.shape[0]] or [t.cpu()])
     return t.cpu()
 
 
 def _validate(model: I2IModel, config: dict, io: LoopIO, device) -> tuple[dict, list[torch.Tensor] | None]:
-    """Paired metrics on this rank's share of the val split, all-reduced (KID over all ranks' images when the
-    objective uses it), and the first batch for the sample grid."""
-    sums, first, fakes, reals = torch.zeros(4, device=device), None, [], []
+    """Validation on this rank's share of the val split, all-reduced; the first batch's sample-grid columns.
+
+    paired: L1/PSNR/SSIM against the target (+ KID with ``kid_weight``); unpaired and labeled: KID of the
+    translations against real images of the target domain. ``objective`` (what tuning minimises) is
+    ``val_l1 + kid_weight · val_kid`` for paired data and ``val_kid`` otherwise."""
+    mode = config.get("data_mode", "paired")
+    sums, fakes, reals, first = torch.zeros(4, device=device), [], [], None
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config["seed"])  # the same test-time noise every epoch; training's RNG stream untouched
-        for raw in io.dataset("val").iter_torch_batches(batch_size=config["batch_size"]):
-            batch = _to_device(to_model_batch(raw, crop_size=config["crop_size"], center=True), device,
-                               config["channels_last"])
-            fake = model.translate(batch["input"])
-            sums += metrics.paired_sums(fake, batch["target"]).to(device)
-            if config.get("kid_weight"):
-                fakes.append(fake.cpu())
-                reals.append(batch["target"].cpu())
-            if first is None:
-                first = [batch["input"], fake, batch["target"]]
-    out = {f"val_{k}": v for k, v in metrics.paired_means(_all_reduce(sums).cpu()).items()}
-    objective = out["val_l1"]
-    if config.get("kid_weight"):
-        fake_all, real_all = _gather(torch.cat(fakes)), _gather(torch.cat(reals))
+        for batch in feeds.val_batches(mode, io.dataset, config):
+            batch = _to_device(batch, device, config["channels_last"])
+            fake, real, columns = _translate_val(model, mode, batch)
+            if mode == "paired":
+                sums += metrics.paired_sums(fake, real).to(device)
+            fakes.append(fake.cpu())
+            if real is not None:
+                reals.append(real.cpu())
+            first = first or columns
+    out = {}
+    if mode == "paired":
+        out = {f"val_{k}": v for k, v in metrics.paired_means(_all_reduce(sums).cpu()).items()}
+    if mode != "paired" or config.get("kid_weight"):
+        cat = lambda ts: torch.cat(ts) if ts else torch.zeros(0, 3, 1, 1)  # noqa: E731 - a rank may get no val rows
+        fake_all, real_all = _gather(cat(fakes)), _gather(cat(reals))
         d = metrics.Distribution(config.get("feature_net", "tiny"), config.get("inception_weights"),
-                                 kid_subset_size=min(1000, fake_all.shape[0]))
+                                 kid_subset_size=max(2, min(1000, fake_all.shape[0], real_all.shape[0])))
         d.update(real_all, real=True)
         d.update(fake_all, real=False)
         out["val_kid"] = d.compute()["kid"]
-        objective += config["kid_weight"] * out["val_kid"]
-    out["objective"] = objective  # what tuning minimises: val L1 (+ kid_weight · val KID)
+    out["objective"] = (out["val_l1"] + config.get("kid_weight", 0.0) * out.get("val_kid", 0.0)
+                        if mode == "paired" else out["val_kid"])
     return out, first
+
+
+def _translate_val(model: I2IModel, mode: str, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None, list]:
+    """(translations, the real images they are compared with, sample-grid columns) of one val batch."""
+    if mode == "paired":
+        fake = model.translate(batch["input"])
+        return fake, batch["target"], [batch["input"], fake, batch["target"]]
+    if mode == "unpaired":
+        x = batch["real_a"]
+        if model.multimodal:  # several random styles per input
+            outs = [model.translate(x, seed=k) for k in range(3)]
+            return outs[0], batch.get("real_b"), [x, *outs]
+        fake = model.translate(x)
+        return fake, batch.get("real_b"), [x, fake, model.translate(fake, direction="b2a")]
+    # labeled: every image into the next domain (latent-guided), plus a grid of all domains and a reference row
+    x, y = batch["image"], batch["domain"]
+    k = model.config.num_domains
+    fake = model.translate(x, domain=(y + 1) % k, seed=0)
+    per_domain = [model.translate(x, domain=d, seed=0) for d in range(k)]
+    ref = x.roll(1, 0)
+    guided = model.translate(x, domain=y.roll(1, 0), reference=ref)
+    return fake, x, [x, *per_domain, ref, guided]
 
 
 def run_loop(config: dict, io: LoopIO, *, rank: int, world: int, device: torch.device) -> None:

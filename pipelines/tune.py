@@ -351,7 +351,8 @@ def _tune_config(cfg: TuneSection, fits: int, baseline: dict | None):
     if points and cfg.search_alg == "random":
         from ray.tune.search import BasicVariantGenerator
 
-        search = BasicVariantGenerator(points_to_evaluate=points, random_state=cfg.seed)
+        # an explicit generator must carry the concurrency limit itself (Tune does not impose it on one it is given)
+        search = BasicVariantGenerator(points_to_evaluate=points, random_state=cfg.seed, max_concurrent=concurrent)
     if cfg.search_alg == "optuna":
         try:
             from ray.tune.search.optuna import OptunaSearch

@@ -1,0 +1,137 @@
+"""What a training run reads, per data mode: the Ray Datasets it hands to Ray Train, and the model batches a worker
+builds from its shards of them.
+
+* **paired** (pix2pix): ``train`` / ``val`` → ``{"input", "target"}``, one random crop + flip per pair.
+* **unpaired** (CycleGAN, UNIT, MUNIT): ``train_a`` / ``train_b`` (and ``val_a`` / ``val_b``), each domain read and
+  shuffled on its own → ``{"real_a", "real_b"}``. As the authors' unaligned loader, an epoch is one pass over the
+  larger domain while the other one cycles.
+* **labeled** (StarGAN v2): ``train`` → ``{"image", "domain"}``; a second, differently shuffled stream
+  ``train_ref`` fills a small pool per domain, from which each sample gets a target domain and two different
+  reference images of it (``ref``, ``ref2``, ``ref_domain``) — what the authors' reference loader gives.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator
+
+import torch
+
+from pipelines.data import read_split, to_model_batch
+from pipelines.errors import DatasetError
+
+REF_POOL = 32  # reference images kept per domain
+
+
+def datasets(data_mode: str, dataset: str, *, train_split: str, val_split: str, seed: int) -> dict:
+    """The Ray Datasets of one run, by the names the loop asks for."""
+    if data_mode == "paired":
+        return {"train": read_split(dataset, train_split, seed=seed).dataset,
+                "val": read_split(dataset, val_split).dataset}
+    if data_mode == "unpaired":
+        return {"train_a": read_split(dataset, train_split, domain="A", seed=seed).dataset,
+                "train_b": read_split(dataset, train_split, domain="B", seed=seed + 1).dataset,
+                "val_a": read_split(dataset, val_split, domain="A").dataset,
+                "val_b": read_split(dataset, val_split, domain="B").dataset}
+    if data_mode == "labeled":
+        return {"train": read_split(dataset, train_split, seed=seed).dataset,
+                "train_ref": read_split(dataset, train_split, seed=seed + 1).dataset,
+                "val": read_split(dataset, val_split).dataset}
+    raise DatasetError(f"no training feed for data mode '{data_mode}'")
+
+
+def lead_domain(split_domains: dict[str, int]) -> str:
+    """The unpaired domain an epoch is one pass over: the larger one (``"a"`` or ``"b"``)."""
+    return "b" if split_domains.get("B", 0) > split_domains.get("A", 0) else "a"
+
+
+def unsplit(data_mode: str, lead: str = "a") -> list[str]:
+    """Datasets every worker reads whole, on its own, as many times as it needs (the cycled streams): splitting
+    them would make ranks wait on each other to start each new pass."""
+    if data_mode == "unpaired":
+        return [f"train_{'b' if lead == 'a' else 'a'}"]
+    return ["train_ref"] if data_mode == "labeled" else []
+
+
+def _iterate(shard, config: dict, seed: int, **kw) -> Iterator[dict]:
+    return iter(shard.iter_torch_batches(batch_size=config["batch_size"], drop_last=True,
+                                         local_shuffle_buffer_size=config["shuffle_buffer"] or None,
+                                         local_shuffle_seed=seed, **kw))
+
+
+def _cycle(make: Callable[[int], Iterator[dict]]) -> Iterator[dict]:
+    """Passes over a dataset shard, one after another (a domain smaller than the one leading the epoch)."""
+    n = 0
+    while True:
+        empty = True
+        for batch in make(n):
+            empty = False
+            yield batch
+        if empty:
+            raise DatasetError("a training dataset shard yielded no full batch: lower train.batch_size or add data")
+        n += 1
+
+
+def train_batches(data_mode: str, dataset: Callable, config: dict, epoch: int, rank: int,
+                  gen: torch.Generator) -> Iterator[dict]:
+    """Model batches of one epoch on this rank (``dataset(name)`` = the worker's shard of a run dataset)."""
+    crop = dict(crop_size=config["crop_size"], flip=config["flip"], generator=gen)
+    seed = config["seed"] + epoch * 31 + rank
+    if data_mode == "paired":
+        for raw in _iterate(dataset("train"), config, seed):
+            yield to_model_batch(raw, **crop)
+    elif data_mode == "unpaired":
+        lead = config.get("lead_domain", "a")
+        other = "b" if lead == "a" else "a"
+        others = _cycle(lambda n: _iterate(dataset(f"train_{other}"), config, seed + 7 + n))
+        for raw in _iterate(dataset(f"train_{lead}"), config, seed):
+            yield {f"real_{lead}": to_model_batch(raw, **crop)["image"],
+                   f"real_{other}": to_model_batch(next(others), **crop)["image"]}
+    elif data_mode == "labeled":
+        yield from _labeled(dataset, config, seed, crop, gen)
+    else:
+        raise DatasetError(f"no training feed for data mode '{data_mode}'")
+
+
+def _labeled(dataset: Callable, config: dict, seed: int, crop: dict, gen: torch.Generator) -> Iterator[dict]:
+    refs = _cycle(lambda n: _iterate(dataset("train_ref"), config, seed + 13 + n))
+    pool: dict[int, deque] = {}
+
+    def feed() -> None:
+        b = to_model_batch(next(refs), **crop)
+        for x, y in zip(b["image"], b["domain"].tolist()):
+            pool.setdefault(y, deque(maxlen=REF_POOL)).append(x)
+
+    for raw in _iterate(dataset("train"), config, seed):
+        batch = to_model_batch(raw, **crop)
+        feed()
+        for _ in range(64):  # until two domains have two references each (a target domain ≠ most sources)
+            if sum(len(v) >= 2 for v in pool.values()) >= 2:
+                break
+            feed()
+        ready = sorted(d for d, v in pool.items() if len(v) >= 2)
+        if not ready:
+            raise DatasetError("labeled data needs at least two training images in some domain for references")
+        n = batch["image"].shape[0]
+        ref_domain = torch.tensor(ready)[torch.randint(0, len(ready), (n,), generator=gen)]
+        ref, ref2 = [], []
+        for d in ref_domain.tolist():
+            i, j = torch.randperm(len(pool[d]), generator=gen)[:2].tolist()
+            ref.append(pool[d][i])
+            ref2.append(pool[d][j])
+        yield {"image": batch["image"], "domain": batch["domain"], "ref": torch.stack(ref),
+               "ref2": torch.stack(ref2), "ref_domain": ref_domain}
+
+
+def val_batches(data_mode: str, dataset: Callable, config: dict) -> Iterator[dict]:
+    """Center-cropped model batches of this rank's share of the val split, in a fixed order."""
+    crop = dict(crop_size=config["crop_size"], center=True)
+    if data_mode == "unpaired":
+        bs = iter(dataset("val_b").iter_torch_batches(batch_size=config["batch_size"]))
+        for raw in dataset("val_a").iter_torch_batches(batch_size=config["batch_size"]):
+            b = next(bs, None)
+            yield {"real_a": to_model_batch(raw, **crop)["image"],
+                   **({"real_b": to_model_batch(b, **crop)["image"]} if b is not None else {})}
+        return
+    for raw in dataset("val").iter_torch_batches(batch_size=config["batch_size"]):
+        yield to_model_batch(raw, **crop)
