@@ -31,6 +31,13 @@ def styles_shards(ray_cluster, demo_root, tmp_path_factory) -> str:
     return out
 
 
+@pytest.fixture(scope="module")
+def edge_shards(ray_cluster, demo_root, tmp_path_factory) -> str:
+    out = str(tmp_path_factory.mktemp("edges2photo"))
+    run_shard(ShardConfig(source=f"{demo_root}/edges2photo", output=out, load_size=32, num_shards=1))
+    return out
+
+
 @dataclass(frozen=True)
 class OracleConfig:
     image_size: int = 32
@@ -47,6 +54,11 @@ class WinterOracle(I2IModel):
 
 def finite(result) -> bool:
     return all(math.isfinite(v) for v in result.metrics.values())
+
+
+def test_paired_as_before(edge_shards):
+    r = evaluate_model(get_model("pix2pix", **TINY["pix2pix"]), edge_shards, EvaluateConfig(**FAST))
+    assert set(r.metrics) == {"l1", "psnr", "ssim", "fid", "kid"} and finite(r) and r.samples == 6
 
 
 def test_unpaired_with_ground_truth(winter_shards):
