@@ -19,3 +19,7 @@ class DatasetError(I2IError):
 
 class ShardIntegrityError(I2IError):
     """A shard that does not match its manifest (missing, wrong size or sha256)."""
+
+
+class ConditionError(I2IError):
+    """A translation condition (direction, seed, reference, domain, …) the model does not take."""

@@ -1,29 +1,65 @@
-"""Evaluate a generator on the val (or test) shards: L1, PSNR, SSIM, and FID/KID via torchmetrics.
+"""Evaluate a generator on the val (or test) shards, per data mode (the math lives in ``metrics``):
+
+* **paired** (pix2pix): L1 / PSNR / SSIM of the translation vs the target, FID / KID of translations vs targets.
+* **unpaired** (CycleGAN, UNIT, MUNIT): the split's domain-A images are translated a→b, FID / KID vs the split's
+  real B images (``fid``, ``kid``), and b→a vs real A (``fid_ba``, ``kid_ba``). With ``ground_truth`` naming a
+  known A→B transform (the demo's ``winter``), also L1 / PSNR / SSIM of fake_b vs transform(real_a).
+  Multimodal families also get ``lpips_diversity`` (mean pairwise LPIPS over ``num_styles`` seeded styles per
+  input, a→b) and, with a ``domain_classifier``, MUNIT's conditional Inception Score ``cis`` and ``is``.
+* **labeled** (StarGAN v2): every image into every other domain. Latent-guided FID / KID per target domain vs its
+  real eval images, averaged over targets (``fid``, ``kid``; ``fid_<domain>`` each); reference-guided
+  (``fid_ref``, ``kid_ref``; references are real eval images of the target domain); ``lpips_diversity`` as above.
 
 FID/KID use a pluggable feature network (``metrics.feature_net``): the standard Inception weights from a configured
 path or the ``$TORCH_HOME`` cache (never downloaded at run time; a clear error names the file), or the seeded
-``tiny`` net for tests and offline smoke runs. Translations are seeded, so two models evaluated with the same config
-see the same noise and the same images (the promotion gate compares them on equal terms).
+``tiny`` net for tests and offline smoke runs; LPIPS likewise (``lpips_backbone``). Translations are seeded (style k
+of every input uses ``seed * 1000 + k``; FID/KID use style 0), so two models evaluated with the same config see the
+same noise and the same images (the promotion gate compares them on equal terms).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from i2i_models.base import I2IModel
 from pipelines import metrics, storage, tracking
-from pipelines.data import read_split, to_model_batch
+from pipelines.data import ShardDataset, model_image_size, read_split, to_model_batch
 from pipelines.manifest import read_manifest
 from pipelines.schema import StrictModel
 
 log = logging.getLogger(__name__)
-LOWER_IS_BETTER = {"l1": True, "fid": True, "kid": True, "psnr": False, "ssim": False}
+LOWER_IS_BETTER = {"l1": True, "psnr": False, "ssim": False, "fid": True, "kid": True, "fid_ba": True,
+                   "kid_ba": True, "fid_ref": True, "kid_ref": True, "lpips_diversity": False, "is": False,
+                   "cis": False}
+
+
+def lower_is_better(metric: str) -> bool:
+    """Direction of ``metric``, including the per-domain ``fid_<domain>`` / ``kid_<domain>`` keys."""
+    if metric in LOWER_IS_BETTER:
+        return LOWER_IS_BETTER[metric]
+    if metric.startswith(("fid_", "kid_")):
+        return True
+    raise KeyError(f"unknown metric '{metric}'; valid: {', '.join(LOWER_IS_BETTER)}, fid_<domain>, kid_<domain>")
+
+
+def _demo_winter(x: torch.Tensor) -> torch.Tensor:
+    """``demo_data.winter`` on model images (N, 3, H, W) in [-1, 1], through uint8 as the demo data was made."""
+    from pipelines.demo_data import winter
+
+    u8 = ((x.detach().cpu().float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    out = np.stack([winter(t) for t in u8])
+    return torch.from_numpy(out).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(x.device)
+
+
+GROUND_TRUTH: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"demo_winter": _demo_winter}
 
 
 class EvaluateConfig(StrictModel):
@@ -35,6 +71,18 @@ class EvaluateConfig(StrictModel):
     inception_weights: str | None = None  # path to weights-inception-2015-12-05-6726825d.pth
     kid_subset_size: int = Field(default=1000, gt=1)
     seed: int = 0
+    ground_truth: str | None = None  # unpaired data: a known A→B transform (GROUND_TRUTH) → L1/PSNR/SSIM too
+    num_styles: int = Field(default=10, ge=2)  # multimodal families: outputs per input for LPIPS diversity / CIS
+    lpips_backbone: Literal["alex", "tiny"] = "alex"
+    lpips_weights: str | None = None  # path to alexnet-owt-7be5be79.pth; None: the $TORCH_HOME cache
+    domain_classifier: str | None = None  # TorchScript: images in [-1, 1] → class logits; None: no CIS / IS
+
+    @field_validator("ground_truth")
+    @classmethod
+    def _known_ground_truth(cls, v: str | None) -> str | None:
+        if v is not None and v not in GROUND_TRUTH:
+            raise ValueError(f"unknown ground truth '{v}'; valid: {', '.join(GROUND_TRUTH)}")
+        return v
 
 
 @dataclass(frozen=True)
@@ -56,31 +104,147 @@ def pick_split(dataset: str, split: str | None) -> str:
     raise ValueError(f"dataset '{m.dataset}' has neither a val nor a test split; set evaluate.split")
 
 
-@torch.no_grad()
-def evaluate_model(model: I2IModel, dataset: str, cfg: EvaluateConfig) -> EvalResult:
-    """Metrics of ``model`` on one split (paired data: translation vs target)."""
-    split = pick_split(dataset, cfg.split)
+class _Tools:
+    """What one evaluation measures with, built once: FID/KID factories, LPIPS, the domain classifier."""
+
+    def __init__(self, model: I2IModel, cfg: EvaluateConfig):
+        self.cfg, self.size = cfg, model_image_size(model)
+        self.lpips = metrics.lpips_net(cfg.lpips_backbone, cfg.lpips_weights) if model.multimodal else None
+        self.classifier = metrics.domain_classifier(cfg.domain_classifier) if cfg.domain_classifier else None
+        if model.multimodal and model.data_mode == "unpaired" and self.classifier is None:
+            log.info("evaluate.domain_classifier is not set: conditional IS / IS are not computed")
+
+    def dist(self) -> metrics.Distribution | None:
+        c = self.cfg
+        return metrics.Distribution(c.feature_net, c.inception_weights, c.kid_subset_size) if c.fid else None
+
+    def batches(self, data: ShardDataset):
+        for raw in data.dataset.iter_torch_batches(batch_size=self.cfg.batch_size):
+            yield to_model_batch(raw, crop_size=self.size, center=True)
+
+
+def _outputs(model: I2IModel, x: torch.Tensor, cfg: EvaluateConfig, **condition) -> torch.Tensor:
+    """(K, N, C, H, W): K = num_styles seeded styles for multimodal families, else the one translation."""
+    if not model.multimodal:
+        return model.translate(x, **condition)[None]
+    return torch.stack([model.translate(x, seed=cfg.seed * 1000 + k, **condition) for k in range(cfg.num_styles)])
+
+
+def _distribution(dist: metrics.Distribution | None, suffix: str = "") -> dict[str, float]:
+    if dist is None or dist.n_fake < 2 or dist.n_real < 2:
+        return {}
+    return {f"{k}{suffix}": v for k, v in dist.compute().items()}
+
+
+def _eval_paired(model: I2IModel, dataset: str, split: str, tools: _Tools):
     data = read_split(dataset, split)
-    size = model.config.image_size
-    dist = metrics.Distribution(cfg.feature_net, cfg.inception_weights, cfg.kid_subset_size) if cfg.fid else None
-    torch.manual_seed(cfg.seed)
-    sums, n = torch.zeros(4), 0
-    for raw in data.dataset.iter_torch_batches(batch_size=cfg.batch_size):
-        batch = to_model_batch(raw, crop_size=size, center=True)
+    dist, sums = tools.dist(), torch.zeros(4)
+    for batch in tools.batches(data):
         fake = model.translate(batch["input"])
         sums += metrics.paired_sums(fake, batch["target"])
         if dist:
             dist.update(batch["target"], real=True)
             dist.update(fake, real=False)
-        n += fake.shape[0]
+    return {**metrics.paired_means(sums), **_distribution(dist)}, int(sums[3]), [data]
+
+
+def _eval_unpaired(model: I2IModel, dataset: str, split: str, tools: _Tools):
+    cfg = tools.cfg
+    name_a, name_b = read_manifest(dataset).domains[:2]
+    data_a, data_b = read_split(dataset, split, domain=name_a), read_split(dataset, split, domain=name_b)
+    dist_ab, dist_ba, truth = tools.dist(), tools.dist(), GROUND_TRUTH.get(cfg.ground_truth or "")
+    paired, diversity, probs, n = torch.zeros(4), torch.zeros(2), [], 0
+    for batch in tools.batches(data_a):
+        real_a = batch["image"]
+        fakes_b = _outputs(model, real_a, cfg, direction="a2b")  # (K, N, C, H, W); style 0 for FID
+        if truth:
+            paired += metrics.paired_sums(fakes_b[0], truth(real_a))
+        if tools.lpips:
+            diversity += metrics.diversity_sums(tools.lpips, fakes_b)
+        if tools.classifier:
+            logits = tools.classifier(fakes_b.flatten(0, 1).cpu()).float()
+            probs.append(logits.softmax(-1).view(fakes_b.shape[0], real_a.shape[0], -1).transpose(0, 1))
+        if dist_ab:
+            dist_ab.update(fakes_b[0], real=False)
+            dist_ba.update(real_a, real=True)
+        n += real_a.shape[0]
+    for batch in tools.batches(data_b):
+        real_b = batch["image"]
+        if dist_ab:
+            dist_ab.update(real_b, real=True)
+            dist_ba.update(_outputs(model, real_b, cfg, direction="b2a")[0], real=False)
+    result = {**_distribution(dist_ab), **_distribution(dist_ba, "_ba")}
+    if truth:
+        result.update(metrics.paired_means(paired))
+    if tools.lpips:
+        result["lpips_diversity"] = float(diversity[0] / diversity[1].clamp_min(1))
+    if probs:
+        result.update(metrics.inception_scores(torch.cat(probs)))
+    return result, n, [data_a, data_b]
+
+
+def _reference_pool(dataset: str, split: str, domain: str, tools: _Tools) -> torch.Tensor:
+    """Up to ``batch_size`` real eval images of ``domain`` (the references of reference-guided translation)."""
+    data = read_split(dataset, split, domain=domain)
+    pool = next(tools.batches(data), None)
+    if pool is None or pool["image"].shape[0] < 2:
+        raise ValueError(f"split '{split}' of {dataset} needs at least 2 images of domain '{domain}' for FID")
+    return pool["image"]
+
+
+def _eval_labeled(model: I2IModel, dataset: str, split: str, tools: _Tools):
+    cfg, names = tools.cfg, read_manifest(dataset).domains
+    if getattr(model.config, "num_domains", len(names)) != len(names):
+        raise ValueError(f"the model has {model.config.num_domains} domains, the dataset {len(names)}: {names}")
+    refs = [_reference_pool(dataset, split, d, tools) for d in names] if cfg.fid else []
+    latent, reference = [tools.dist() for _ in names], [tools.dist() for _ in names]
+    data, diversity, n = read_split(dataset, split), torch.zeros(2), 0
+    for batch in tools.batches(data):
+        x, y = batch["image"], batch["domain"]
+        for t in range(len(names)):
+            src = x[y != t]
+            if cfg.fid:
+                latent[t].update(x[y == t], real=True)
+                reference[t].update(x[y == t], real=True)
+            if src.shape[0] == 0:
+                continue
+            fakes = _outputs(model, src, cfg, domain=t)
+            diversity += metrics.diversity_sums(tools.lpips, fakes) if tools.lpips else 0
+            if cfg.fid:
+                latent[t].update(fakes[0], real=False)
+                pool = refs[t][torch.arange(src.shape[0]) % refs[t].shape[0]]
+                reference[t].update(model.translate(src, domain=t, reference=pool), real=False)
+        n += x.shape[0]
+    result: dict[str, float] = {}
+    per_target = [_distribution(d) for d in latent]
+    per_target_ref = [_distribution(d) for d in reference]
+    for key in ("fid", "kid"):
+        if all(key in m for m in per_target):
+            result[key] = float(np.mean([m[key] for m in per_target]))
+            result[f"{key}_ref"] = float(np.mean([m[key] for m in per_target_ref]))
+    result.update({f"fid_{d}": m["fid"] for d, m in zip(names, per_target) if "fid" in m})
+    if tools.lpips and diversity[1] > 0:
+        result["lpips_diversity"] = float(diversity[0] / diversity[1])
+    return result, n, [data]
+
+
+EVALUATORS = {"paired": _eval_paired, "unpaired": _eval_unpaired, "labeled": _eval_labeled}
+
+
+@torch.no_grad()
+def evaluate_model(model: I2IModel, dataset: str, cfg: EvaluateConfig) -> EvalResult:
+    """Metrics of ``model`` on one split, by the model's data mode (see the module docstring)."""
+    if model.data_mode not in EVALUATORS:
+        raise ValueError(f"no evaluation for data mode '{model.data_mode}'; supported: {', '.join(EVALUATORS)}")
+    split = pick_split(dataset, cfg.split)
+    torch.manual_seed(cfg.seed)
+    result, n, read = EVALUATORS[model.data_mode](model, dataset, split, _Tools(model, cfg))
     if n == 0:
         raise ValueError(f"split '{split}' of {dataset} yielded no samples")
-    result = metrics.paired_means(sums)
-    if dist and n > 1:
-        result.update(dist.compute())
-    if skipped := data.skipped():
+    if skipped := [s for data in read for s in data.skipped()]:
         log.warning("%d samples skipped while evaluating (undecodable), e.g. %s", len(skipped), skipped[0])
-    return EvalResult(metrics=result, dataset=storage.absolute(dataset), dataset_id=data.manifest.id, split=split, samples=n)
+    return EvalResult(metrics=result, dataset=storage.absolute(dataset), dataset_id=read[0].manifest.id, split=split,
+                      samples=n)
 
 
 def run_evaluate(*, model_uri: str, dataset: str, cfg: EvaluateConfig, mlflow: tracking.MlflowConfig,

@@ -1,4 +1,5 @@
-"""Image metrics: paired (L1, PSNR, SSIM) and distribution (FID, KID) via torchmetrics, plus sample grids.
+"""Image metrics: paired (L1, PSNR, SSIM) and distribution (FID, KID) via torchmetrics; LPIPS diversity and the
+(conditional) Inception Score of multimodal translations; sample grids.
 
 Images come in as the models produce them, in [-1, 1]; metrics see [0, 1] (``data_range=1``). SSIM is torchmetrics'
 11×11 Gaussian window (σ 1.5), which differs slightly from scikit-image's default 7×7 uniform window.
@@ -10,17 +11,29 @@ FID/KID use a pluggable feature network:
   ``weights_path`` or the ``$TORCH_HOME/hub/checkpoints`` cache and never downloaded at run time.
 * ``tiny``: a small seeded random conv net — the same for every run, for tests and offline smoke runs. Its numbers
   compare runs with each other, not with published FIDs.
+
+LPIPS (Zhang et al., CVPR 2018, v0.1 "alex") is written out here without torchvision: AlexNet ``features`` as a
+Sequential with torchvision's layer indices, the backbone weights read from ``alexnet-owt-7be5be79.pth`` (a
+configured path or the ``$TORCH_HOME`` cache, never downloaded) and the linear layers from the torchmetrics wheel
+(byte-identical to the ``lpips`` package's). ``tiny`` swaps in a seeded random backbone for tests and offline runs.
+
+Conditional IS / IS follow MUNIT's ``test_batch.py``: p(y|x) = softmax of a *domain classifier* (any TorchScript
+module mapping images in [-1, 1] to logits); CIS = exp(mean over outputs of KL(p(y|x_out) ‖ p_i(y))) with p_i the
+mean prediction over the K outputs of the same input i; IS the same with p(y) over all outputs (no splits).
 """
 
 from __future__ import annotations
 
 import os
+from importlib import resources
 
 import torch
 from torch import nn
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
+ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision AlexNet_Weights.IMAGENET1K_V1
+ALEXNET_URL = f"https://download.pytorch.org/models/{ALEXNET_FILE}"
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -59,18 +72,24 @@ class TinyFeatures(nn.Module):
         return self.net(x.float() / 255.0)
 
 
-def inception_weights(weights_path: str | None) -> str:
+def cached_weights(file: str, url: str, weights_path: str | None, *, needed_by: str, config_key: str,
+                   fallback: str) -> str:
+    """``weights_path`` if given, else ``$TORCH_HOME/hub/checkpoints/<file>``; never downloads (the error says how)."""
     candidates = [weights_path] if weights_path else []
     torch_home = os.environ.get("TORCH_HOME", os.path.join(os.path.expanduser("~"), ".cache", "torch"))
-    candidates.append(os.path.join(torch_home, "hub", "checkpoints", INCEPTION_FILE))
+    candidates.append(os.path.join(torch_home, "hub", "checkpoints", file))
     for c in candidates:
         if c and os.path.isfile(c):
             return c
     raise FileNotFoundError(
-        f"FID/KID need the standard Inception weights '{INCEPTION_FILE}', not found at "
-        f"{' or '.join(c for c in candidates if c)}. Download it from {INCEPTION_URL} and set "
-        "evaluate.inception_weights (or put it in $TORCH_HOME/hub/checkpoints/), or set evaluate.feature_net=tiny."
+        f"{needed_by} need the weights '{file}', not found at {' or '.join(c for c in candidates if c)}. Download it "
+        f"from {url} and set evaluate.{config_key} (or put it in $TORCH_HOME/hub/checkpoints/), or set {fallback}."
     )
+
+
+def inception_weights(weights_path: str | None) -> str:
+    return cached_weights(INCEPTION_FILE, INCEPTION_URL, weights_path, needed_by="FID/KID",
+                          config_key="inception_weights", fallback="evaluate.feature_net=tiny")
 
 
 def feature_net(kind: str, weights_path: str | None = None) -> nn.Module:
@@ -93,18 +112,114 @@ class Distribution:
 
         self.fid = FrechetInceptionDistance(feature=feature_net(kind, weights_path))
         self.kid = KernelInceptionDistance(feature=feature_net(kind, weights_path), subset_size=kid_subset_size)
-        self.n_fake = 0
+        self.n_real = self.n_fake = 0
 
     def update(self, images: torch.Tensor, real: bool) -> None:
         u8 = (to_unit(images) * 255).round().to(torch.uint8).cpu()
         self.fid.update(u8, real=real)
         self.kid.update(u8, real=real)
-        self.n_fake += 0 if real else u8.shape[0]
+        if real:
+            self.n_real += u8.shape[0]
+        else:
+            self.n_fake += u8.shape[0]
 
     def compute(self) -> dict[str, float]:
-        self.kid.subset_size = min(self.kid.subset_size, self.n_fake)
+        self.kid.subset_size = min(self.kid.subset_size, self.n_fake, self.n_real)
         kid_mean, _ = self.kid.compute()
         return {"fid": float(self.fid.compute()), "kid": float(kid_mean)}
+
+
+# --- LPIPS -----------------------------------------------------------------------------------------------------
+def alexnet_features() -> nn.Sequential:
+    """torchvision's ``alexnet().features`` (same indices, so its state dict loads): convs at 0, 3, 6, 8, 10."""
+    return nn.Sequential(
+        nn.Conv2d(3, 64, 11, 4, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+        nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+        nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+    )
+
+
+class LPIPS(nn.Module):
+    """LPIPS v0.1 (alex): Σ_l mean_hw w_l · (φ̂_l(x) − φ̂_l(y))², φ̂_l = AlexNet ReLU tap l, unit-normalised over
+    channels. Images (N, 3, H, W) in [-1, 1], H, W ≥ 32 (AlexNet's pooling needs it); returns (N,)."""
+
+    TAPS = (1, 4, 7, 9, 11)  # after the ReLUs: relu1 … relu5
+
+    def __init__(self, features: nn.Sequential, lin_weights: dict[str, torch.Tensor]):
+        super().__init__()
+        self.features = features[: self.TAPS[-1] + 1]
+        self.lins = nn.ParameterList([nn.Parameter(lin_weights[f"lin{i}.model.1.weight"], requires_grad=False)
+                                      for i in range(len(self.TAPS))])
+        self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1))
+        self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1))
+        self.requires_grad_(False).eval()
+
+    def _taps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out, h = [], (x - self.shift) / self.scale
+        for i, layer in enumerate(self.features):
+            h = layer(h)
+            if i in self.TAPS:
+                out.append(h / (h.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-10))
+        return out
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if min(x.shape[-2:]) < 32:
+            raise ValueError(f"LPIPS (AlexNet) needs images of at least 32x32, got {tuple(x.shape[-2:])}")
+        n = x.shape[0]
+        taps = self._taps(torch.cat([x.float(), y.float()]))
+        return sum(nn.functional.conv2d((t[:n] - t[n:]).pow(2), w).mean(dim=(1, 2, 3))
+                   for t, w in zip(taps, self.lins))
+
+
+def lpips_net(backbone: str = "alex", weights_path: str | None = None) -> LPIPS:
+    """``alex``: ImageNet AlexNet from ``weights_path`` / the cache; ``tiny``: the same layers, seeded random."""
+    features = alexnet_features()
+    if backbone == "alex":
+        path = cached_weights(ALEXNET_FILE, ALEXNET_URL, weights_path, needed_by="LPIPS",
+                              config_key="lpips_weights", fallback="evaluate.lpips_backbone=tiny")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        features.load_state_dict({k.removeprefix("features."): v for k, v in state.items()
+                                  if k.startswith("features.")})
+    elif backbone == "tiny":
+        g = torch.Generator().manual_seed(0)
+        for m in features:
+            if isinstance(m, nn.Conv2d):
+                fan_in = m.weight[0].numel()
+                m.weight.data = torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5
+                m.bias.data.zero_()
+    else:
+        raise ValueError(f"unknown LPIPS backbone '{backbone}'; choose alex or tiny")
+    lin_file = resources.files("torchmetrics.functional.image") / "lpips_models" / "alex.pth"
+    return LPIPS(features, torch.load(str(lin_file), map_location="cpu", weights_only=True))
+
+
+def diversity_sums(net: LPIPS, outputs: torch.Tensor) -> torch.Tensor:
+    """[Σ LPIPS, count] over every pair j < k of the K outputs per input; ``outputs`` is (K, N, C, H, W)."""
+    k = outputs.shape[0]
+    pairs = [net(outputs[i], outputs[j]) for i in range(k) for j in range(i + 1, k)]
+    if not pairs:
+        return torch.zeros(2)
+    values = torch.cat(pairs)
+    return torch.stack([values.sum().cpu(), torch.tensor(float(values.numel()))])
+
+
+# --- (conditional) Inception Score with a domain classifier -----------------------------------------------------
+def domain_classifier(path: str) -> torch.jit.ScriptModule:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"evaluate.domain_classifier: no TorchScript file at {path}")
+    return torch.jit.load(path, map_location="cpu").eval()
+
+
+def inception_scores(probs: torch.Tensor) -> dict[str, float]:
+    """MUNIT's CIS and IS from class probabilities ``probs`` (N inputs, K outputs each, C classes)."""
+    p = probs.double().clamp_min(1e-12)
+
+    def score(prior: torch.Tensor) -> float:  # exp(mean KL(p(y|x) ‖ prior))
+        return float((p * (p.log() - prior.log())).sum(-1).mean().exp())
+
+    return {"cis": score(p.mean(dim=1, keepdim=True)), "is": score(p.mean(dim=(0, 1), keepdim=True))}
 
 
 def sample_grid(columns: list[torch.Tensor], max_rows: int = 8):

@@ -8,10 +8,10 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from pipelines import tracking
-from pipelines.evaluate import LOWER_IS_BETTER, EvaluateConfig, evaluate_model
+from pipelines.evaluate import EvaluateConfig, evaluate_model, lower_is_better
 from pipelines.register import load_model
 from pipelines.schema import StrictModel
 
@@ -19,10 +19,19 @@ log = logging.getLogger(__name__)
 
 
 class PromoteConfig(StrictModel):
-    metric: Literal["l1", "psnr", "ssim", "fid", "kid"] = "l1"
+    metric: str = "l1"  # any key of evaluate.LOWER_IS_BETTER, or fid_<domain> / kid_<domain>
     min_improvement: float = Field(default=0.0, ge=0)  # required margin, in the metric's units
     challenger_alias: str = "challenger"
     champion_alias: str = "champion"
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, v: str) -> str:
+        try:
+            lower_is_better(v)
+        except KeyError as err:
+            raise ValueError(err.args[0]) from None
+        return v
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,9 @@ def _score(c, name: str, mv, metric: str, eval_cfg: EvaluateConfig, dataset: str
         return float(tags[f"eval.{metric}"])
     log.info("re-evaluating %s v%s on %s (its recorded metrics are from other shards)", name, mv.version, dataset)
     result = evaluate_model(load_model(f"models:/{name}/{mv.version}", mlflow), dataset, eval_cfg)
+    if metric not in result.metrics:
+        raise ValueError(f"promote.metric '{metric}' is not measured for {name} v{mv.version} with this evaluate "
+                         f"config; it reports: {', '.join(result.metrics)}")
     return result.metrics[metric]
 
 
@@ -61,7 +73,7 @@ def run_promote(*, name: str, mlflow: tracking.MlflowConfig, cfg: PromoteConfig,
     if challenger is None:
         raise ValueError(f"registered model '{name}' has no version aliased '{cfg.challenger_alias}'")
     champion = _alias(c, name, cfg.champion_alias)
-    metric, lower = cfg.metric, LOWER_IS_BETTER[cfg.metric]
+    metric, lower = cfg.metric, lower_is_better(cfg.metric)
     dataset, dataset_id = challenger.tags.get("eval.dataset"), challenger.tags.get("eval.dataset_id")
     if champion is None:
         decision, reason, ch_score, cur_score = "promoted", "no champion yet", None, None
