@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-styles", type=int, default=1, help="outputs per input, multimodal families")
     parser.add_argument("--reference", metavar="IMAGE", help="reference image of the target domain")
     parser.add_argument("--domain", type=int, help="target domain index (StarGAN v2)")
-    parser.add_argument("--size", type=int, help="image size for families without a fixed one (default 256)")
+    parser.add_argument("--size", type=int, help="resize inputs to N×N (default: the model's image_size)")
     parser.add_argument("in_dir")
     parser.add_argument("out_dir")
     args = parser.parse_args(argv)

@@ -169,9 +169,3 @@ def to_model_batch(batch: dict[str, torch.Tensor], *, crop_size: int | None = No
         x = torch.stack([c.flip(1) if f else c for c, f in zip(crops, flips)])
         out[k] = x.permute(0, 3, 1, 2).float().div(127.5).sub(1.0).contiguous()
     return out
-
-
-def model_image_size(model) -> int | None:
-    """The square size a model was built for (its config's ``image_size`` or ``img_size``); None for fully
-    convolutional families that take any size (UNIT, MUNIT)."""
-    return getattr(model.config, "image_size", None) or getattr(model.config, "img_size", None)

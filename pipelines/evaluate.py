@@ -31,7 +31,7 @@ from pydantic import Field, field_validator
 
 from i2i_models.base import I2IModel
 from pipelines import metrics, storage, tracking
-from pipelines.data import ShardDataset, model_image_size, read_split, to_model_batch
+from pipelines.data import ShardDataset, read_split, to_model_batch
 from pipelines.manifest import read_manifest
 from pipelines.schema import StrictModel
 
@@ -108,7 +108,7 @@ class _Tools:
     """What one evaluation measures with, built once: FID/KID factories, LPIPS, the domain classifier."""
 
     def __init__(self, model: I2IModel, cfg: EvaluateConfig):
-        self.cfg, self.size = cfg, model_image_size(model)
+        self.cfg, self.size = cfg, model.config.image_size
         self.lpips = metrics.lpips_net(cfg.lpips_backbone, cfg.lpips_weights) if model.multimodal else None
         self.classifier = metrics.domain_classifier(cfg.domain_classifier) if cfg.domain_classifier else None
         if model.multimodal and model.data_mode == "unpaired" and self.classifier is None:

@@ -64,7 +64,8 @@ def run_register(*, checkpoint: str, model: str, dataset: str, mlflow: tracking.
     name = registered_name(model, dataset, cfg)
     exported = load_model(checkpoint).export()
     size = exported.config.image_size
-    example = np.random.default_rng(0).uniform(-1, 1, (2, exported.config.in_channels, size, size)).astype("float32")
+    channels = getattr(exported.config, "in_channels", 3)  # StarGAN v2 is RGB only
+    example = np.random.default_rng(0).uniform(-1, 1, (2, channels, size, size)).astype("float32")
     c = tracking.client(mlflow)
     with mlf.start_run(run_id=run_id):
         info = mlflow_pytorch.log_model(

@@ -19,12 +19,10 @@ from PIL import Image
 
 from i2i_models.base import I2IModel
 from pipelines import tracking
-from pipelines.data import model_image_size
 from pipelines.errors import ConditionError
 from pipelines.importers import IMAGE_EXTS, BadImage, decode_rgb
 from pipelines.register import load_model
 
-DEFAULT_SIZE = 256  # for fully convolutional families (UNIT, MUNIT) that do not fix a size
 
 
 @dataclass(frozen=True)
@@ -62,9 +60,10 @@ def translate_folder(model_uri: str, in_dir: str, out_dir: str, *, condition: di
                      seed: int = 0, size: int | None = None, max_pixels: int = 50_000_000) -> TranslateResult:
     """Translate every image in ``in_dir`` into ``out_dir`` as ``<name>.png`` (``<name>_s<k>.png`` for k <
     ``num_styles`` > 1). ``condition`` goes to ``model.translate``; a ``reference`` given as a path is loaded.
-    ``size``: the square size images are resized to when the model does not fix one (default 256)."""
+    ``size``: the square size images are resized to (default: the model's ``image_size``; only fully
+    convolutional families — CycleGAN, UNIT, MUNIT — take other sizes)."""
     model = load_model(model_uri, mlflow).eval()
-    size = model_image_size(model) or size or DEFAULT_SIZE
+    size = size or model.config.image_size
     condition = dict(condition or {})
     if num_styles < 1:
         raise ConditionError(f"num_styles must be ≥ 1, got {num_styles}")

@@ -1,5 +1,6 @@
-"""Every data mode of the zoo trains on Ray Train with 2 CPU workers from shards: unpaired (CycleGAN, UNIT, MUNIT)
-and labeled (StarGAN v2, whose EMA copies are not DDP-wrapped and must stay identical on every rank)."""
+"""The unpaired families train on Ray Train with 2 CPU workers from shards (the larger domain leads each epoch, the
+other one cycles unsplit). MUNIT and StarGAN v2 (labeled, EMA copies not DDP-wrapped) run the same way end to end
+in tests/jobs/test_zoo_nightly.py."""
 
 import pytest
 import torch
@@ -12,18 +13,14 @@ from pipelines.train import TrainConfig, run_train
 TINY = {
     "cyclegan": {"image_size": 32, "ngf": 8, "ndf": 8, "n_blocks": 2, "n_epochs": 1, "n_epochs_decay": 1},
     "unit": {"image_size": 32, "dim": 8, "n_res": 2, "dis_dim": 8, "dis_n_layer": 3, "dis_num_scales": 2},
-    "munit": {"image_size": 32, "dim": 8, "n_res": 2, "mlp_dim": 16, "dis_dim": 8, "dis_n_layer": 3,
-              "dis_num_scales": 2},
-    "stargan_v2": {"image_size": 32, "num_domains": 3, "base_dim": 8, "max_conv_dim": 16, "style_dim": 8,
-                   "latent_dim": 4, "mapping_dim": 16},
 }
-DATASET = {"cyclegan": "photo2winter", "unit": "photo2winter", "munit": "photo2winter", "stargan_v2": "styles"}
+DATASET = {"cyclegan": "photo2winter", "unit": "photo2winter"}
 
 
 @pytest.fixture(scope="module")
 def shards(ray_cluster, demo_root, tmp_path_factory) -> dict[str, str]:
     out = {}
-    for name in ("photo2winter", "styles"):
+    for name in ("photo2winter",):
         out[name] = str(tmp_path_factory.mktemp(name))
         run_shard(ShardConfig(source=f"{demo_root}/{name}", output=out[name], load_size=32, num_shards=2))
     return out
@@ -32,8 +29,7 @@ def shards(ray_cluster, demo_root, tmp_path_factory) -> dict[str, str]:
 @pytest.mark.parametrize("model", list(TINY))
 def test_family_trains_with_two_workers(model, shards, tmp_path):
     dataset = shards[DATASET[model]]
-    val = "test" if DATASET[model] == "photo2winter" else "val"
-    train = TrainConfig(dataset=dataset, epochs=1, batch_size=2, crop_size=32, num_workers=2, val_split=val,
+    train = TrainConfig(dataset=dataset, epochs=1, batch_size=2, crop_size=32, num_workers=2, val_split="test",
                         shuffle_buffer=8, storage_path=str(tmp_path / "runs"), log_every_steps=1000)
     r = run_train(model=model, model_args=TINY[model], loss_weights={}, train=train,
                   mlflow=MlflowConfig(tracking_uri=f"sqlite:///{tmp_path}/m.db"))
@@ -41,5 +37,4 @@ def test_family_trains_with_two_workers(model, shards, tmp_path):
     assert all(k in r.metrics for k in ("loss_" + t.name for t in I2IModel.from_pretrained(r.checkpoint).loss_terms))
     trained = I2IModel.from_pretrained(r.checkpoint)
     x = torch.rand(2, 3, 32, 32) * 2 - 1
-    condition = {"domain": 1, "seed": 0} if model == "stargan_v2" else {}
-    assert torch.isfinite(trained.translate(x, **condition)).all()
+    assert torch.isfinite(trained.translate(x, direction="b2a")).all()
