@@ -92,7 +92,7 @@ def free_ports(n: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def server(cmd: list[str], *, env: dict, ready_url: str, log_path, timeout: float = 120, group: bool = False):
+def server(cmd: list[str], *, env: dict, ready_url: str, log_path, timeout: float = 300, group: bool = False):
     """Run ``cmd`` until ``ready_url`` answers; on exit stop it by its PID (or its own process group)."""
     import signal
     import subprocess
