@@ -1,77 +1,123 @@
-"""pix2pix train-step throughput (images/s) and peak memory at its standard resolution, on the current device.
+"""Train-step throughput (images/s) and peak memory of every registered family, on the current device.
 
-On a GPU: fp32 vs bf16 autocast vs bf16 + channels_last. On a CPU: fp32 (bf16 autocast on CPUs without AMX is
-slower, so it is measured only with --cpu-bf16). Prints measured figures; not a test.
+Each family is built in its standard configuration (``get_model(name)``: the paper's networks) at ``--size`` px
+(256 by default; UNIT/MUNIT take their size from the input) and trained on random images of its data mode for
+``--warmup`` + ``--steps`` steps; the timed steps come after the warm-up. One line per family: img/s, seconds per
+step, peak memory and the number of parameters the optimizers train (StarGAN v2's EMA copies are not counted).
+Steps are numbered on from the warm-up, so a family that trains G only every ``n_critic``-th step (DualGAN: 2)
+is averaged over its D/G schedule; use an even ``--steps`` for it.
 
-    python benchmarks/train_step.py [--size 256] [--batches 1 4] [--steps 5]
+Peak memory: CUDA, ``torch.cuda.max_memory_allocated`` over the timed steps (weights, gradients and optimizer
+state included). CPU: the growth of the process's peak RSS (``resource.getrusage``) over its RSS before the model
+was built; on Linux (glibc) freed heap is trimmed and the peak reset per family (/proc/self/clear_refs), elsewhere
+it is the process's lifetime peak, so run one family per process there. bf16 autocast (``--bf16``) is opt-in: on
+CPUs without AMX it is slower. Prints measured figures; not a test.
+
+    python benchmarks/train_step.py [--models pix2pix cyclegan ...] [--size 256] [--batch 1] [--steps 5]
+        [--warmup 2] [--bf16]
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import os
 import platform
+import resource
 import sys
 import time
 
+import psutil
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from i2i_models.registry import get_model  # noqa: E402
+from i2i_models.registry import get_model, get_model_class, list_models  # noqa: E402
+
+SIZE_KEY = {"pix2pix": "image_size", "cyclegan": "image_size", "discogan": "image_size", "dualgan": "image_size",
+            "stargan_v2": "img_size"}  # families without one (UNIT, MUNIT) are fully convolutional in the input size
 
 
-def measure(size: int, batch: int, steps: int, device: torch.device, amp: bool, channels_last: bool) -> dict:
+def make_batch(model, batch: int, size: int, device: torch.device) -> dict:
+    img = lambda: torch.rand(batch, 3, size, size, device=device) * 2 - 1  # noqa: E731
+    if model.data_mode == "paired":
+        return {"input": img(), "target": img()}
+    if model.data_mode == "unpaired":
+        return {"real_a": img(), "real_b": img()}
+    if model.data_mode == "labeled":  # a source image and its domain; two references of the target domain
+        k = model.config.num_domains
+        dom = lambda: torch.randint(0, k, (batch,), device=device)  # noqa: E731
+        return {"image": img(), "domain": dom(), "ref": img(), "ref2": img(), "ref_domain": dom()}
+    raise ValueError(f"no benchmark batch for data mode {model.data_mode}")
+
+
+def reset_cpu_peak() -> bool:
+    """Linux: hand freed heap back (else the next family reuses it and shows no growth) and reset the peak RSS."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        with open("/proc/self/clear_refs", "w") as f:  # "5": VmHWM (getrusage's ru_maxrss) := current RSS
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def measure(name: str, size: int, batch: int, warmup: int, steps: int, device: torch.device, bf16: bool) -> dict:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    per_family = reset_cpu_peak()
+    rss0 = psutil.Process().memory_info().rss
     torch.manual_seed(0)
-    model = get_model("pix2pix", image_size=size)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    for name in model.nets:
-        model.nets[name] = model.nets[name].to(device, memory_format=fmt)
-    model.amp_dtype = torch.bfloat16 if amp else None
+    key = SIZE_KEY.get(name)
+    model = get_model(name, **({key: size} if key else {})).to(device)
+    model.amp_dtype = torch.bfloat16 if bf16 else None
     model.setup_optimizers()
-    x = (torch.rand(batch, 3, size, size, device=device) * 2 - 1).contiguous(memory_format=fmt)
-    y = (torch.rand(batch, 3, size, size, device=device) * 2 - 1).contiguous(memory_format=fmt)
+    trained = {id(p): p.numel() for opt in model.optimizers.values() for g in opt.param_groups for p in g["params"]}
+    data = make_batch(model, batch, size, device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for s in range(2):  # warm-up (cuDNN autotune, allocator)
-        model.train_step({"input": x, "target": y}, s)
+    for s in range(warmup):  # cuDNN autotune, allocator, lazy state (optimizer moments, EMA reset at step 0)
+        model.train_step(data, s)
     sync()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    for s in range(steps):
-        model.train_step({"input": x, "target": y}, s)
+    for s in range(warmup, warmup + steps):
+        model.train_step(data, s)
     sync()
     dt = time.perf_counter() - t0
     if device.type == "cuda":
-        peak = f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
+        peak = f"peak GPU mem {torch.cuda.max_memory_allocated() / 2**30:6.2f} GiB"
     else:
-        import resource
-
-        peak = f"peak process RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"
-    return {"img_s": batch * steps / dt, "step_ms": 1000 * dt / steps, "peak": peak}
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+        peak = f"peak RSS growth {(maxrss - rss0) / 2**30:6.2f} GiB" + ("" if per_family else " (lifetime peak)")
+    del model, data
+    return {"img_s": batch * steps / dt, "s_step": dt / steps, "peak": peak, "params": sum(trained.values())}
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=None, help=f"default: all registered ({', '.join(list_models())})")
     p.add_argument("--size", type=int, default=256)
-    p.add_argument("--batches", type=int, nargs="+", default=[1, 4])
-    p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--cpu-bf16", action="store_true")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--steps", type=int, default=5, help="timed steps, after the warm-up")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (model.amp_dtype)")
     args = p.parse_args()
+    models = args.models or list_models()
+    for m in models:
+        get_model_class(m)  # fail fast on an unknown name
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    name = torch.cuda.get_device_name() if device.type == "cuda" else f"{platform.processor() or platform.machine()}, " \
-        f"{torch.get_num_threads()} threads"
-    print(f"pix2pix standard config (unet_256 + 70x70 PatchGAN, batch norm) at {args.size}px on {device.type}: "
-          f"{name}; torch {torch.__version__}; {time.strftime('%Y-%m-%d')}")
-    variants = [("fp32", False, False)]
-    if device.type == "cuda":
-        variants += [("bf16", True, False), ("bf16+channels_last", True, True)]
-    elif args.cpu_bf16:
-        variants += [("bf16", True, False)]
-    for batch in args.batches:
-        for label, amp, cl in variants:
-            r = measure(args.size, batch, args.steps, device, amp, cl)
-            print(f"batch {batch:>2} {label:<20} {r['img_s']:8.2f} img/s  {r['step_ms']:9.1f} ms/step  {r['peak']}")
+    where = torch.cuda.get_device_name() if device.type == "cuda" else \
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    print(f"train step, standard configs, {args.size}px, batch {args.batch}, {args.warmup} warm-up + {args.steps} "
+          f"timed steps, {'bf16 autocast' if args.bf16 else 'fp32'} on {device.type} ({where}); "
+          f"torch {torch.__version__}; {time.strftime('%Y-%m-%d')}", flush=True)
+    for name in models:
+        r = measure(name, args.size, args.batch, args.warmup, args.steps, device, args.bf16)
+        print(f"{name:<11} {device.type:<4} {args.size:>4}px  batch {args.batch:>2}  {r['img_s']:8.3f} img/s  "
+              f"{r['s_step']:8.3f} s/step  {r['peak']}  {r['params']:>11,} params", flush=True)
 
 
 if __name__ == "__main__":
