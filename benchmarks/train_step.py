@@ -1,7 +1,7 @@
 """Train-step throughput (images/s) and peak memory of every registered family, on the current device.
 
 Each family is built in its standard configuration (``get_model(name)``: the paper's networks) at ``--size`` px
-(256 by default; UNIT/MUNIT take their size from the input) and trained on random images of its data mode for
+(256 by default; every family's config has ``image_size``) and trained on random images of its data mode for
 ``--warmup`` + ``--steps`` steps; the timed steps come after the warm-up. One line per family: img/s, seconds per
 step, peak memory and the number of parameters the optimizers train (StarGAN v2's EMA copies are not counted).
 Steps are numbered on from the warm-up, so a family that trains G only every ``n_critic``-th step (DualGAN: 2)
@@ -35,9 +35,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from i2i_models.registry import get_model, get_model_class, list_models  # noqa: E402
 
-SIZE_KEY = {"pix2pix": "image_size", "cyclegan": "image_size", "discogan": "image_size", "dualgan": "image_size",
-            "stargan_v2": "img_size"}  # families without one (UNIT, MUNIT) are fully convolutional in the input size
-
 
 def make_batch(model, batch: int, size: int, device: torch.device) -> dict:
     img = lambda: torch.rand(batch, 3, size, size, device=device) * 2 - 1  # noqa: E731
@@ -70,8 +67,7 @@ def measure(name: str, size: int, batch: int, warmup: int, steps: int, device: t
     per_family = reset_cpu_peak()
     rss0 = psutil.Process().memory_info().rss
     torch.manual_seed(0)
-    key = SIZE_KEY.get(name)
-    model = get_model(name, **({key: size} if key else {})).to(device)
+    model = get_model(name, image_size=size).to(device)
     model.amp_dtype = torch.bfloat16 if bf16 else None
     model.setup_optimizers()
     trained = {id(p): p.numel() for opt in model.optimizers.values() for g in opt.param_groups for p in g["params"]}
