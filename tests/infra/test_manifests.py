@@ -1,0 +1,277 @@
+"""The deployment files under infra/ agree with the code and with each other (pure file parsing, no cluster).
+
+KubeRay field names are checked against the ray.io/v1 Go types they were read from (json tags):
+  https://github.com/ray-project/kuberay/blob/master/ray-operator/apis/ray/v1/raycluster_types.go
+  https://github.com/ray-project/kuberay/blob/master/ray-operator/apis/ray/v1/rayjob_types.go
+  https://github.com/ray-project/kuberay/blob/master/ray-operator/apis/ray/v1/raycronjob_types.go
+and the RayJob quickstart: https://docs.ray.io/en/latest/cluster/kubernetes/getting-started/rayjob-quick-start.html
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+INFRA = ROOT / "infra"
+K8S = INFRA / "k8s"
+DOCKERFILE = INFRA / "docker" / "Dockerfile"
+SECRET_NAME = "i2i-env"
+SECRET_KEYS = re.compile(r"^(AWS_|MLFLOW_TRACKING_(PASSWORD|TOKEN|USERNAME))")
+
+# Documented ray.io/v1 field names (json tags of the Go types above). A manifest key outside these is a typo or a
+# field this project has not checked.
+RAYCLUSTER_SPEC = {"headGroupSpec", "workerGroupSpecs", "rayVersion", "enableInTreeAutoscaling", "autoscalerOptions",
+                   "headServiceAnnotations", "suspend"}
+HEAD_GROUP = {"serviceType", "headService", "enableIngress", "rayStartParams", "template"}
+WORKER_GROUP = {"groupName", "replicas", "minReplicas", "maxReplicas", "numOfHosts", "rayStartParams", "template",
+                "scaleStrategy"}
+AUTOSCALER_OPTIONS = {"resources", "image", "imagePullPolicy", "env", "envFrom", "volumeMounts", "securityContext",
+                      "idleTimeoutSeconds", "upscalingMode"}
+RAYJOB_SPEC = {"activeDeadlineSeconds", "backoffLimit", "rayClusterSpec", "submitterPodTemplate", "metadata",
+               "clusterSelector", "submitterConfig", "managedBy", "deletionPolicy", "entrypoint", "runtimeEnvYAML",
+               "jobId", "submissionMode", "entrypointResources", "entrypointNumCpus", "entrypointNumGpus",
+               "ttlSecondsAfterFinished", "shutdownAfterJobFinishes", "suspend"}
+RAYCRONJOB_SPEC = {"schedule", "jobTemplate"}  # (+ suspend, timeZone in KubeRay 1.7; not used here)
+
+
+def _load(path: Path) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+ALL_YAML = sorted(INFRA.rglob("*.yaml"))
+MANIFESTS = {p.name: _load(p) for p in sorted(K8S.glob("*.yaml"))}
+
+
+def _one(name: str, kind: str) -> dict:
+    docs = [d for d in MANIFESTS[name] if d["kind"] == kind]
+    assert len(docs) == 1, f"{name}: expected one {kind}"
+    return docs[0]
+
+
+CLUSTER = _one("raycluster.yaml", "RayCluster")
+JOB = _one("rayjob-nightly.yaml", "RayJob")
+CRON = _one("raycronjob-nightly.yaml", "RayCronJob")
+FALLBACK = _one("cronjob-fallback.yaml", "CronJob")
+SECRET = _one("secrets.example.yaml", "Secret")
+
+
+def _walk(node, path=()):
+    """Every (path, dict) in a parsed document."""
+    if isinstance(node, dict):
+        yield path, node
+        for key, value in node.items():
+            yield from _walk(value, path + (key,))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _walk(value, path + (i,))
+
+
+def _containers(doc: dict):
+    for path, node in _walk(doc):
+        if path and path[-1] == "spec" and "containers" in node:
+            yield from node["containers"]
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _ray_pin() -> str:
+    for dep in _pyproject()["project"]["dependencies"]:
+        if m := re.fullmatch(r"ray\[[^]]*\]==([\w.]+)", dep.replace(" ", "")):
+            return m.group(1)
+    raise AssertionError("pyproject pins no ray[...]==VERSION")
+
+
+def _dockerfile_base() -> str:
+    text = DOCKERFILE.read_text()
+    args = dict(re.findall(r"^ARG\s+(\w+)=(\S+)", text, re.M))
+    (base,) = re.findall(r"^FROM\s+(\S+)", text, re.M)
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: args[m.group(1)], base)
+
+
+def _workdir() -> str:
+    return re.findall(r"^WORKDIR\s+(\S+)", DOCKERFILE.read_text(), re.M)[-1]
+
+
+IMAGE = f"ghcr.io/OWNER/i2i:{_pyproject()['project']['version']}"
+
+
+@pytest.mark.parametrize("path", ALL_YAML, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_yaml_parses_and_k8s_objects_name_their_type(path):
+    for doc in _load(path):
+        if path.parent == K8S:
+            assert doc.get("apiVersion") and doc.get("kind") and doc.get("metadata"), path.name
+
+
+def test_api_versions():
+    expected = {"RayCluster": "ray.io/v1", "RayJob": "ray.io/v1", "RayCronJob": "ray.io/v1", "CronJob": "batch/v1",
+                "Secret": "v1", "ServiceAccount": "v1", "Role": "rbac.authorization.k8s.io/v1",
+                "RoleBinding": "rbac.authorization.k8s.io/v1"}
+    for name, docs in MANIFESTS.items():
+        for doc in docs:
+            assert doc["apiVersion"] == expected[doc["kind"]], f"{name}: {doc['kind']}"
+
+
+def _check_cluster_fields(spec: dict, where: str):
+    assert set(spec) <= RAYCLUSTER_SPEC, f"{where}: unknown RayCluster fields {set(spec) - RAYCLUSTER_SPEC}"
+    assert set(spec["headGroupSpec"]) <= HEAD_GROUP, where
+    assert set(spec.get("autoscalerOptions", {})) <= AUTOSCALER_OPTIONS, where
+    for group in spec["workerGroupSpecs"]:
+        assert set(group) <= WORKER_GROUP, f"{where}: unknown worker group fields {set(group) - WORKER_GROUP}"
+
+
+def test_kuberay_field_names_are_documented_ones():
+    _check_cluster_fields(CLUSTER["spec"], "RayCluster")
+    for where, job_spec in (("RayJob", JOB["spec"]), ("RayCronJob.jobTemplate", CRON["spec"]["jobTemplate"])):
+        assert set(job_spec) <= RAYJOB_SPEC, f"{where}: unknown RayJob fields {set(job_spec) - RAYJOB_SPEC}"
+        _check_cluster_fields(job_spec["rayClusterSpec"], where)
+    assert set(CRON["spec"]) <= RAYCRONJOB_SPEC
+
+
+def test_one_image_everywhere():
+    ray_manifests = [CLUSTER, JOB, CRON]
+    images = {c["image"] for doc in ray_manifests for c in _containers(doc)}
+    assert images == {IMAGE}
+
+
+def test_dockerfile_base_is_pinned_to_pyprojects_ray():
+    assert _dockerfile_base() == f"rayproject/ray:{_ray_pin()}-py311-cpu"
+    assert CLUSTER["spec"]["rayVersion"] == _ray_pin()
+    assert "pip install --no-cache-dir -c constraints.txt ." in DOCKERFILE.read_text()
+    assert not re.search(r"^USER\s+(root|0)\b", DOCKERFILE.read_text(), re.M)
+
+
+def test_head_takes_no_work_and_gpu_workers_autoscale():
+    for spec in (CLUSTER["spec"], JOB["spec"]["rayClusterSpec"]):
+        assert spec["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+        head_ports = {p["containerPort"] for c in spec["headGroupSpec"]["template"]["spec"]["containers"]
+                      for p in c.get("ports", [])}
+        assert 8265 in head_ports
+        assert spec["enableInTreeAutoscaling"] is True
+        (gpu,) = spec["workerGroupSpecs"]
+        assert gpu["minReplicas"] == 0 and gpu["maxReplicas"] >= 1
+        (worker,) = gpu["template"]["spec"]["containers"]
+        assert int(worker["resources"]["limits"]["nvidia.com/gpu"]) >= 1
+
+
+def test_nightly_job_spec_is_the_same_everywhere():
+    # One RayJob spec (rayjob-nightly.yaml); the RayCronJob carries it verbatim, the CronJob mounts that very file.
+    assert JOB["spec"]["rayClusterSpec"] == CLUSTER["spec"]
+    assert CRON["spec"]["jobTemplate"] == JOB["spec"]
+    pod = FALLBACK["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"][:3] == ["kubectl", "create", "-f"]
+    mount_dir = Path(container["command"][3]).parent
+    mount = next(m for m in container["volumeMounts"] if Path(m["mountPath"]) == mount_dir)
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert volume["configMap"]["name"]
+    assert Path(container["command"][3]).name == "rayjob-nightly.yaml"  # the ConfigMap key (see the file's header)
+    assert "generateName" in JOB["metadata"]  # `kubectl create` every night needs a fresh name
+
+
+def test_entrypoint_runs_the_nightly_module_with_cluster_storage():
+    entry = JOB["spec"]["entrypoint"].split()
+    assert entry[:3] == ["python", "-m", "jobs.nightly"]
+    assert (ROOT / "jobs" / "nightly.py").is_file()
+    config = entry[entry.index("--config") + 1]
+    assert config.startswith(_workdir() + "/")
+    assert (ROOT / Path(config).relative_to(_workdir())).is_file()
+    sets = dict(entry[i + 1].split("=", 1) for i, word in enumerate(entry) if word == "--set")
+    for key in ("shard.source", "shard.output", "train.dataset", "train.storage_path"):
+        assert sets[key].startswith("s3://"), key
+    assert sets["mlflow.tracking_uri"].startswith("http")
+    assert sets["mlflow.tracking_uri"] == SECRET["stringData"]["MLFLOW_TRACKING_URI"]
+    assert sets["train.use_gpu"] == "true"  # the GPU group starts at 0 pods: only a GPU request scales it up
+    assert int(sets["train.num_workers"]) <= JOB["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["maxReplicas"]
+
+
+def test_rayjob_lifecycle_fields():
+    spec = JOB["spec"]
+    assert spec["shutdownAfterJobFinishes"] is True
+    assert spec["ttlSecondsAfterFinished"] >= 0
+    assert 0 < spec["activeDeadlineSeconds"] < 24 * 3600  # one nightly run ends before the next begins
+    assert spec["backoffLimit"] == 0
+    assert ("rayClusterSpec" in spec) != ("clusterSelector" in spec)
+
+
+def test_runtime_env_yaml_is_the_project_runtime_env_minus_the_upload():
+    project = yaml.safe_load((INFRA / "runtime_env.yaml").read_text())
+    inline = yaml.safe_load(JOB["spec"]["runtimeEnvYAML"])
+    assert isinstance(inline, dict)
+    assert inline == {k: v for k, v in project.items() if k not in ("working_dir", "excludes")}
+
+
+_CRON_FIELD = re.compile(r"^(\*|\d+(-\d+)?)(/\d+)?$")
+_CRON_RANGES = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]
+
+
+def _valid_cron(expr: str) -> bool:
+    fields = expr.split()
+    if len(fields) != 5:
+        return False
+    for field, (low, high) in zip(fields, _CRON_RANGES):
+        for part in field.split(","):
+            if not _CRON_FIELD.match(part):
+                return False
+            if any(not low <= int(n) <= high for n in re.findall(r"(?<!/)\b\d+", part)):
+                return False
+    return True
+
+
+def test_cron_helper():
+    assert _valid_cron("0 2 * * *") and _valid_cron("*/15 0-6 1,15 * 1-5")
+    assert not _valid_cron("0 2 * *") and not _valid_cron("60 2 * * *") and not _valid_cron("@daily")
+
+
+def test_schedules():
+    assert CRON["spec"]["schedule"] == "0 2 * * *" and _valid_cron(CRON["spec"]["schedule"])
+    assert CRON["spec"]["jobTemplate"]["entrypoint"].split()[:3] == ["python", "-m", "jobs.nightly"]
+    assert _valid_cron(FALLBACK["spec"]["schedule"])
+    assert FALLBACK["spec"]["concurrencyPolicy"] == "Forbid"
+
+
+def test_fallback_rbac_allows_creating_rayjobs():
+    docs = MANIFESTS["cronjob-fallback.yaml"]
+    role = next(d for d in docs if d["kind"] == "Role")
+    binding = next(d for d in docs if d["kind"] == "RoleBinding")
+    account = next(d for d in docs if d["kind"] == "ServiceAccount")
+    assert any("ray.io" in r["apiGroups"] and "rayjobs" in r["resources"] and {"create", "get"} <= set(r["verbs"])
+               for r in role["rules"])
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": role["metadata"]["name"]}
+    assert {"kind": "ServiceAccount", "name": account["metadata"]["name"]} in binding["subjects"]
+    pod = FALLBACK["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
+
+
+def test_secrets_only_by_reference():
+    # The example Secret holds placeholders only.
+    assert SECRET["metadata"]["name"] == SECRET_NAME
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "MLFLOW_TRACKING_URI"):
+        assert key in SECRET["stringData"]
+    assert all(v.startswith("<") for k, v in SECRET["stringData"].items() if k.startswith("AWS_"))
+    # Nowhere else: no Secret objects, no literal credential env values, no credentials in any runtime env.
+    for name, docs in MANIFESTS.items():
+        for doc in docs:
+            if name != "secrets.example.yaml":
+                assert doc["kind"] != "Secret", name
+            for _, node in _walk(doc):
+                if "name" in node and SECRET_KEYS.match(str(node["name"])):
+                    assert "value" not in node and "secretKeyRef" in node.get("valueFrom", {}), f"{name}: {node}"
+    for runtime_env in (yaml.safe_load((INFRA / "runtime_env.yaml").read_text()),
+                        yaml.safe_load(JOB["spec"]["runtimeEnvYAML"]),
+                        yaml.safe_load(CRON["spec"]["jobTemplate"]["runtimeEnvYAML"])):
+        assert not any(SECRET_KEYS.match(k) for k in runtime_env.get("env_vars", {}))
+    # Every Ray pod (head and workers, long-lived and per-job) gets the Secret by envFrom.
+    for spec in (CLUSTER["spec"], JOB["spec"]["rayClusterSpec"], CRON["spec"]["jobTemplate"]["rayClusterSpec"]):
+        groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
+        for group in groups:
+            for container in group["template"]["spec"]["containers"]:
+                refs = [e["secretRef"]["name"] for e in container.get("envFrom", []) if "secretRef" in e]
+                assert refs == [SECRET_NAME], container["name"]
