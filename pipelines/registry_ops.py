@@ -90,17 +90,22 @@ def _versions(c, name: str) -> list:
     return sorted(c.search_model_versions(f"name='{name}'"), key=lambda mv: int(mv.version))
 
 
+def _v(mv) -> str:
+    return str(mv.version)  # an int from some stores (sqlite), a str from others
+
+
 def _version(c, name: str, version: str):
     _model(c, name)
     try:
         return c.get_model_version(name, str(version))
     except _mlflow_error():
-        known = ", ".join(mv.version for mv in _versions(c, name)) or "none"
+        known = ", ".join(_v(mv) for mv in _versions(c, name)) or "none"
         raise RegistryError(f"{name} has no version '{version}' (versions: {known})") from None
 
 
 def _champion(model, alias: str) -> str | None:
-    return model.aliases.get(alias)
+    version = model.aliases.get(alias)
+    return None if version is None else str(version)
 
 
 def _judged_on(tags: dict[str, str]) -> str:
@@ -119,7 +124,7 @@ def list_versions(mlflow: tracking.MlflowConfig, name: str | None = None) -> lis
         by_version: dict[str, list[str]] = {}
         for alias, version in model.aliases.items():
             by_version.setdefault(str(version), []).append(alias)
-        rows += [VersionRow(model.name, mv.version, sorted(by_version.get(mv.version, [])), _judged_on(mv.tags),
+        rows += [VersionRow(model.name, _v(mv), sorted(by_version.get(_v(mv), [])), _judged_on(mv.tags),
                             mv.tags.get("eval.dataset_id", "")[:12]) for mv in _versions(c, model.name)]
     return rows
 
@@ -136,20 +141,20 @@ def best_version(mlflow: tracking.MlflowConfig, name: str, metric: str, champion
     if not versions:
         raise RegistryError(f"{name} has no versions")
     champion = _champion(model, champion_alias)
-    basis = next((mv for mv in versions if mv.version == champion), versions[-1])
-    dataset_from = f"{'champion' if basis.version == champion else 'latest'} v{basis.version}"
+    basis = next((mv for mv in versions if _v(mv) == champion), versions[-1])
+    dataset_from = f"{'champion' if _v(basis) == champion else 'latest'} v{_v(basis)}"
     dataset_id = basis.tags.get("eval.dataset_id")
     if not dataset_id:
         raise RegistryError(f"{name} {dataset_from} has no eval.dataset_id tag: evaluate and register it first")
     ranked, skipped = [], []
     for mv in versions:
         if mv.tags.get("eval.dataset_id") != dataset_id:
-            skipped.append({"version": mv.version, "reason": "evaluated on other data"})
+            skipped.append({"version": _v(mv), "reason": "evaluated on other data"})
         elif f"eval.{metric}" not in mv.tags:
-            skipped.append({"version": mv.version, "reason": f"no eval.{metric}"})
+            skipped.append({"version": _v(mv), "reason": f"no eval.{metric}"})
         else:
-            aliases = sorted(a for a, v in model.aliases.items() if str(v) == mv.version)
-            ranked.append({"version": mv.version, "value": float(mv.tags[f"eval.{metric}"]), "aliases": aliases})
+            aliases = sorted(a for a, v in model.aliases.items() if str(v) == _v(mv))
+            ranked.append({"version": _v(mv), "value": float(mv.tags[f"eval.{metric}"]), "aliases": aliases})
     if not ranked:
         raise RegistryError(f"no version of {name} evaluated on dataset {dataset_id[:12]} has eval.{metric}")
     ranked.sort(key=lambda r: r["value"] if lower else -r["value"])
@@ -171,14 +176,14 @@ def force_champion(mlflow: tracking.MlflowConfig, name: str, version: str, reaso
                    champion_alias: str = "champion") -> ChampionChange:
     """Make ``version`` the champion without the gate; the version records ``promotion.forced`` and who/when/why."""
     c = tracking.client(mlflow)
-    mv, previous = _version(c, name, version), _champion(_model(c, name), champion_alias)
+    version, previous = _v(_version(c, name, version)), _champion(_model(c, name), champion_alias)
     at, by = utc_now(), whoami()
     for k, v in {"promotion.decision": "forced", "promotion.forced": "true", "promotion.reason": reason,
                  "promotion.by": by, "promotion.at": at, "promotion.compared_to": previous or ""}.items():
-        c.set_model_version_tag(name, mv.version, k, v)
-    c.set_registered_model_alias(name, champion_alias, mv.version)
-    record_champion(c, name, mv.version, reason, kind="forced", at=at)
-    return ChampionChange(name, mv.version, previous, "forced", reason, by, at)
+        c.set_model_version_tag(name, version, k, v)
+    c.set_registered_model_alias(name, champion_alias, version)
+    record_champion(c, name, version, reason, kind="forced", at=at)
+    return ChampionChange(name, version, previous, "forced", reason, by, at)
 
 
 def _champion_stack(entries: list[dict]) -> list[str]:
@@ -204,7 +209,7 @@ def rollback(mlflow: tracking.MlflowConfig, name: str, reason: str | None = None
         stack.pop()
     if not stack:
         raise RegistryError(f"{name}: champion v{current} has no previous champion to roll back to")
-    previous = _version(c, name, stack[-1]).version
+    previous = _v(_version(c, name, stack[-1]))
     reason = reason or f"rollback from v{current}"
     c.set_registered_model_alias(name, champion_alias, previous)
     entry = record_champion(c, name, previous, reason, kind="rollback")
@@ -224,6 +229,6 @@ def champion_history(mlflow: tracking.MlflowConfig, name: str, champion_alias: s
         if t.get("promotion.decision") in ("promoted", "forced"):
             at = t.get("promotion.at") or datetime.fromtimestamp(mv.last_updated_timestamp / 1000, timezone.utc
                                                                    ).isoformat(timespec="seconds")
-            entries.append({"version": mv.version, "at": at, "reason": t.get("promotion.reason", ""),
+            entries.append({"version": _v(mv), "at": at, "reason": t.get("promotion.reason", ""),
                             "kind": t["promotion.decision"], "by": t.get("promotion.by", "")})
     return HistoryResult(name, "promotion.* tags", current, entries)
