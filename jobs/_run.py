@@ -31,9 +31,11 @@ def user_error(err: BaseException) -> I2IError | None:
     return None
 
 
-def run(step: Callable[[], dict]) -> int:
-    """Run one step; print its JSON summary. Exit 0 on success, 2 on a user-facing error (message, no traceback)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def run(step: Callable[[], dict], text: bool = False) -> int:
+    """Run one step; print its JSON summary (``text``: as readable lines and tables instead). Exit 0 on success, 2 on
+    a user-facing error (message, no traceback)."""
+    logging.basicConfig(level=logging.WARNING if text else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         summary = step()
     except Exception as raised:
@@ -41,7 +43,34 @@ def run(step: Callable[[], dict]) -> int:
         if err is None:
             raise
         print(f"error: {err}", file=sys.stderr)
-        print(json.dumps({"status": "failed", "error": str(err)}))
+        if not text:
+            print(json.dumps({"status": "failed", "error": str(err)}))
         return 2
-    print(json.dumps({"status": "succeeded", **summary}, indent=1, default=str))
+    print(render(summary) if text else json.dumps({"status": "succeeded", **summary}, indent=1, default=str))
     return 0
+
+
+def _cell(value) -> str:
+    if value is None or value == [] or value == "":
+        return "-"
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def table(rows: list[dict]) -> list[str]:
+    """Rows of dicts as aligned columns (the union of their keys, in first-seen order)."""
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    cells = [cols] + [[_cell(r.get(c)) for c in cols] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
+    return ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
+
+
+def render(summary: dict) -> str:
+    """A summary for a terminal: ``key: value`` lines, then each list of dicts as a table under its key."""
+    lines = [f"{k}: {_cell(v)}" for k, v in summary.items() if not (isinstance(v, list) and v and
+                                                                      isinstance(v[0], dict))]
+    for k, v in summary.items():
+        if isinstance(v, list) and v and isinstance(v[0], dict):
+            lines += ["", f"{k}:", *("  " + line for line in table(v))]
+    return "\n".join(lines).strip("\n")

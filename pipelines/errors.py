@@ -23,3 +23,7 @@ class ShardIntegrityError(I2IError):
 
 class ConditionError(I2IError):
     """A translation condition (direction, seed, reference, domain, …) the model does not take."""
+
+
+class RegistryError(I2IError):
+    """A registered model or version that does not exist, or a registry operation that cannot proceed."""

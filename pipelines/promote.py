@@ -4,8 +4,11 @@ the challenger version (tags ``promotion.*``)."""
 
 from __future__ import annotations
 
+import getpass
+import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -16,6 +19,8 @@ from pipelines.register import load_model
 from pipelines.schema import StrictModel
 
 log = logging.getLogger(__name__)
+HISTORY_TAG = "i2i.champion_history"  # registered-model tag: JSON list of every champion change, oldest first
+HISTORY_KEEP = 200  # entries kept (a tag value holds at most 100 kB)
 
 
 class PromoteConfig(StrictModel):
@@ -43,6 +48,26 @@ class PromoteResult:
     reason: str
     challenger_score: float | None
     champion_score: float | None
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def whoami() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container without a passwd entry)
+        return "unknown"
+
+
+def record_champion(c, name: str, version: str, reason: str, kind: str, at: str | None = None) -> dict:
+    """Append one champion change ``{version, at, reason, kind, by}`` to the model's ``i2i.champion_history`` tag.
+    ``kind``: promoted (the gate), forced, rollback."""
+    entry = {"version": str(version), "at": at or utc_now(), "reason": reason, "kind": kind, "by": whoami()}
+    history = json.loads(c.get_registered_model(name).tags.get(HISTORY_TAG) or "[]")
+    c.set_registered_model_tag(name, HISTORY_TAG, json.dumps((history + [entry])[-HISTORY_KEEP:]))
+    return entry
 
 
 def _alias(c, name: str, alias: str):
@@ -92,6 +117,7 @@ def run_promote(*, name: str, mlflow: tracking.MlflowConfig, cfg: PromoteConfig,
                   f"{dataset_id[:12]} ({'lower' if lower else 'higher'} is better, margin {cfg.min_improvement})")
     if decision == "promoted":
         c.set_registered_model_alias(name, cfg.champion_alias, challenger.version)
+        record_champion(c, name, challenger.version, reason, kind="promoted")
     for k, v in {"promotion.decision": decision, "promotion.reason": reason, "promotion.metric": metric,
                  "promotion.compared_to": str(champion.version) if champion else ""}.items():
         c.set_model_version_tag(name, challenger.version, k, v)

@@ -1,0 +1,234 @@
+"""Day-to-day registry operations behind ``i2i models``: list the registered ``i2i-*`` models, pick the best version
+by a metric, promote (through the gate, or forced), roll the champion back, and show who was champion when and why.
+
+Every champion change (the gate in ``promote.run_promote``, a forced promotion, a rollback) is appended to the
+registered-model tag ``i2i.champion_history`` (JSON list of ``{version, at, reason, kind, by}``, oldest first);
+models promoted before that tag existed fall back to the ``promotion.*`` tags of their versions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from pipelines import tracking
+from pipelines.errors import RegistryError
+from pipelines.evaluate import EvaluateConfig, lower_is_better
+from pipelines.promote import HISTORY_TAG, PromoteConfig, PromoteResult, record_champion, run_promote, utc_now, whoami
+
+PREFIX = "i2i-"
+_EVAL_META = ("eval.dataset", "eval.dataset_id", "eval.split")
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    model: str
+    version: str
+    aliases: list[str]
+    judged_on: str  # "promotion.metric=value", else the eval.* metrics
+    dataset_id: str  # eval.dataset_id, shortened
+
+
+@dataclass(frozen=True)
+class BestResult:
+    name: str
+    metric: str
+    lower_is_better: bool
+    dataset_id: str  # the eval data every ranked version was measured on
+    dataset_from: str  # whose dataset id that is: "champion vN" or "latest vN"
+    best_version: str
+    best_value: float
+    ranked: list[dict] = field(default_factory=list)  # {version, value, aliases}, best first
+    skipped: list[dict] = field(default_factory=list)  # {version, reason}
+
+
+@dataclass(frozen=True)
+class ChampionChange:
+    name: str
+    champion_version: str
+    previous_version: str | None
+    kind: str  # forced | rollback
+    reason: str
+    by: str
+    at: str
+
+
+@dataclass(frozen=True)
+class HistoryResult:
+    name: str
+    source: str  # HISTORY_TAG, or "promotion.* tags" for models promoted before the history tag existed
+    current_champion: str | None
+    entries: list[dict]  # {version, at, reason, kind, by}, oldest first
+
+
+def _mlflow_error():
+    from mlflow.exceptions import MlflowException
+
+    return MlflowException
+
+
+def _model_names(c) -> list[str]:
+    names, token = [], None
+    while True:
+        page = c.search_registered_models(filter_string=f"name LIKE '{PREFIX}%'", page_token=token)
+        names += [m.name for m in page]
+        token = page.token
+        if not token:
+            return sorted(names)
+
+
+def _model(c, name: str):
+    try:
+        return c.get_registered_model(name)
+    except _mlflow_error():
+        known = ", ".join(_model_names(c)) or "none"
+        raise RegistryError(f"no registered model '{name}' (registered: {known})") from None
+
+
+def _versions(c, name: str) -> list:
+    return sorted(c.search_model_versions(f"name='{name}'"), key=lambda mv: int(mv.version))
+
+
+def _v(mv) -> str:
+    return str(mv.version)  # an int from some stores (sqlite), a str from others
+
+
+def _version(c, name: str, version: str):
+    _model(c, name)
+    try:
+        return c.get_model_version(name, str(version))
+    except _mlflow_error():
+        known = ", ".join(_v(mv) for mv in _versions(c, name)) or "none"
+        raise RegistryError(f"{name} has no version '{version}' (versions: {known})") from None
+
+
+def _champion(model, alias: str) -> str | None:
+    version = model.aliases.get(alias)
+    return None if version is None else str(version)
+
+
+def _judged_on(tags: dict[str, str]) -> str:
+    metric = tags.get("promotion.metric")
+    if metric:
+        return f"{metric}={tags.get(f'eval.{metric}', '?')}"
+    return " ".join(f"{k[5:]}={float(v):.4g}" for k, v in sorted(tags.items())
+                    if k.startswith("eval.") and k not in _EVAL_META)
+
+
+def list_versions(mlflow: tracking.MlflowConfig, name: str | None = None) -> list[VersionRow]:
+    """Every version of ``name`` (or of every ``i2i-*`` model): aliases, the metric it was judged on, its eval data."""
+    c = tracking.client(mlflow)
+    rows = []
+    for model in [_model(c, name)] if name else [c.get_registered_model(n) for n in _model_names(c)]:
+        by_version: dict[str, list[str]] = {}
+        for alias, version in model.aliases.items():
+            by_version.setdefault(str(version), []).append(alias)
+        rows += [VersionRow(model.name, _v(mv), sorted(by_version.get(_v(mv), [])), _judged_on(mv.tags),
+                            mv.tags.get("eval.dataset_id", "")[:12]) for mv in _versions(c, model.name)]
+    return rows
+
+
+def best_version(mlflow: tracking.MlflowConfig, name: str, metric: str, champion_alias: str = "champion"
+                 ) -> BestResult:
+    """The best version by ``eval.<metric>`` among those evaluated on the champion's (else the latest's) eval data."""
+    try:
+        lower = lower_is_better(metric)
+    except KeyError as err:
+        raise RegistryError(err.args[0]) from None
+    c = tracking.client(mlflow)
+    model, versions = _model(c, name), _versions(c, name)
+    if not versions:
+        raise RegistryError(f"{name} has no versions")
+    champion = _champion(model, champion_alias)
+    basis = next((mv for mv in versions if _v(mv) == champion), versions[-1])
+    dataset_from = f"{'champion' if _v(basis) == champion else 'latest'} v{_v(basis)}"
+    dataset_id = basis.tags.get("eval.dataset_id")
+    if not dataset_id:
+        raise RegistryError(f"{name} {dataset_from} has no eval.dataset_id tag: evaluate and register it first")
+    ranked, skipped = [], []
+    for mv in versions:
+        if mv.tags.get("eval.dataset_id") != dataset_id:
+            skipped.append({"version": _v(mv), "reason": "evaluated on other data"})
+        elif f"eval.{metric}" not in mv.tags:
+            skipped.append({"version": _v(mv), "reason": f"no eval.{metric}"})
+        else:
+            aliases = sorted(a for a, v in model.aliases.items() if str(v) == _v(mv))
+            ranked.append({"version": _v(mv), "value": float(mv.tags[f"eval.{metric}"]), "aliases": aliases})
+    if not ranked:
+        raise RegistryError(f"no version of {name} evaluated on dataset {dataset_id[:12]} has eval.{metric}")
+    ranked.sort(key=lambda r: r["value"] if lower else -r["value"])
+    return BestResult(name, metric, lower, dataset_id, dataset_from, ranked[0]["version"], ranked[0]["value"],
+                      ranked, skipped)
+
+
+def promote_version(mlflow: tracking.MlflowConfig, name: str, version: str, cfg: PromoteConfig,
+                    eval_cfg: EvaluateConfig) -> PromoteResult:
+    """``version`` through the promotion gate (``run_promote``)."""
+    _version(tracking.client(mlflow), name, version)
+    try:
+        return run_promote(name=name, mlflow=mlflow, cfg=cfg, eval_cfg=eval_cfg, version=str(version))
+    except ValueError as err:  # e.g. no eval.dataset tag: something the user fixes, not a crash
+        raise RegistryError(str(err)) from None
+
+
+def force_champion(mlflow: tracking.MlflowConfig, name: str, version: str, reason: str,
+                   champion_alias: str = "champion") -> ChampionChange:
+    """Make ``version`` the champion without the gate; the version records ``promotion.forced`` and who/when/why."""
+    c = tracking.client(mlflow)
+    version, previous = _v(_version(c, name, version)), _champion(_model(c, name), champion_alias)
+    at, by = utc_now(), whoami()
+    for k, v in {"promotion.decision": "forced", "promotion.forced": "true", "promotion.reason": reason,
+                 "promotion.by": by, "promotion.at": at, "promotion.compared_to": previous or ""}.items():
+        c.set_model_version_tag(name, version, k, v)
+    c.set_registered_model_alias(name, champion_alias, version)
+    record_champion(c, name, version, reason, kind="forced", at=at)
+    return ChampionChange(name, version, previous, "forced", reason, by, at)
+
+
+def _champion_stack(entries: list[dict]) -> list[str]:
+    """The champions in force, oldest first: a rollback entry pops the version it rolled back from."""
+    stack: list[str] = []
+    for e in entries:
+        if e.get("kind") == "rollback" and stack:
+            stack.pop()
+        if not stack or stack[-1] != e["version"]:
+            stack.append(e["version"])
+    return stack
+
+
+def rollback(mlflow: tracking.MlflowConfig, name: str, reason: str | None = None,
+             champion_alias: str = "champion") -> ChampionChange:
+    """Move the champion back to the one before it (by the champion history)."""
+    c = tracking.client(mlflow)
+    current = _champion(_model(c, name), champion_alias)
+    if current is None:
+        raise RegistryError(f"{name} has no champion to roll back")
+    stack = _champion_stack(champion_history(mlflow, name).entries)
+    if stack and stack[-1] == current:
+        stack.pop()
+    if not stack:
+        raise RegistryError(f"{name}: champion v{current} has no previous champion to roll back to")
+    previous = _v(_version(c, name, stack[-1]))
+    reason = reason or f"rollback from v{current}"
+    c.set_registered_model_alias(name, champion_alias, previous)
+    entry = record_champion(c, name, previous, reason, kind="rollback")
+    return ChampionChange(name, previous, current, "rollback", reason, entry["by"], entry["at"])
+
+
+def champion_history(mlflow: tracking.MlflowConfig, name: str, champion_alias: str = "champion") -> HistoryResult:
+    """Who was champion when, and why: the history tag, else the ``promotion.*`` tags of the versions."""
+    c = tracking.client(mlflow)
+    model = _model(c, name)
+    current = _champion(model, champion_alias)
+    if HISTORY_TAG in model.tags:
+        return HistoryResult(name, HISTORY_TAG, current, json.loads(model.tags[HISTORY_TAG]))
+    entries = []
+    for mv in _versions(c, name):
+        t = mv.tags
+        if t.get("promotion.decision") in ("promoted", "forced"):
+            at = t.get("promotion.at") or datetime.fromtimestamp(mv.last_updated_timestamp / 1000, timezone.utc
+                                                                   ).isoformat(timespec="seconds")
+            entries.append({"version": _v(mv), "at": at, "reason": t.get("promotion.reason", ""),
+                            "kind": t["promotion.decision"], "by": t.get("promotion.by", "")})
+    return HistoryResult(name, "promotion.* tags", current, entries)
