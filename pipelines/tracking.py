@@ -38,7 +38,7 @@ def client(cfg: MlflowConfig):
 
     mlflow.set_tracking_uri(cfg.uri())
     mlflow.set_registry_uri(cfg.uri())
-    return mlflow.MlflowClient(cfg.uri())
+    return mlflow.MlflowClient(cfg.uri(), registry_uri=cfg.uri())
 
 
 def experiment_id(cfg: MlflowConfig) -> str:

@@ -74,7 +74,7 @@ def test_ray_job_submit_nightly_then_champion_serves_and_gate_holds(ray_head, ra
     worse.save_pretrained(str(tmp_path / "worse"))
     eval_cfg = EvaluateConfig(feature_net="tiny", batch_size=8)
     evaluation = evaluate_model(worse, shards, eval_cfg.model_copy(update={"split": "val"}))
-    client = mlflow.MlflowClient(mlflow_server)
+    client = mlflow.MlflowClient(mlflow_server, registry_uri=mlflow_server)
     run_id = client.create_run(client.get_experiment_by_name("nightly-test").experiment_id).info.run_id
     reg = run_register(checkpoint=str(tmp_path / "worse"), model="pix2pix", dataset="edges2photo", mlflow=tracking,
                        run_id=run_id, eval_result=evaluation)
@@ -107,7 +107,7 @@ def test_ray_job_submit_nightly_with_tuning_trains_the_chosen_weights(ray_head, 
     summary = json.loads(r.stdout[r.stdout.index('{\n "status"'): r.stdout.rindex("}") + 1])
     tuned = summary["tune"]
     assert tuned["trials"] == 2 and set(tuned["best_config"]) == {"loss_weights.l1", "loss_weights.gan"}
-    client = mlflow.MlflowClient(mlflow_server)
+    client = mlflow.MlflowClient(mlflow_server, registry_uri=mlflow_server)
     version = client.get_model_version(summary["register"]["name"], summary["register"]["version"])
     assert version.tags["i2i.tune_run"] == tuned["name"]
     assert version.tags["i2i.tune_mlflow_run"] == tuned["mlflow_run_id"]

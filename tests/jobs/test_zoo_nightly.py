@@ -45,7 +45,8 @@ def test_nightly_registers_and_champion_translates_with_conditions(family, ray_h
         assert {"l1", "psnr", "ssim", "fid_ba"} <= set(got)
     else:
         assert {"fid_photo", "fid_winter", "fid_cartoon", "fid_ref"} <= set(got)
-    train_run = mlflow.MlflowClient(mlflow_server).get_run(summary["train"]["mlflow_run_id"])
+    client = mlflow.MlflowClient(mlflow_server, registry_uri=mlflow_server)
+    train_run = client.get_run(summary["train"]["mlflow_run_id"])
     assert train_run.data.metrics["val_kid"] == train_run.data.metrics["objective"]
 
     # a fresh process serves @champion with the family's conditions

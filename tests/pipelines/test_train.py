@@ -70,7 +70,7 @@ def test_two_workers_from_s3_with_a_killed_worker(s3_pairs, mlflow_server, tmp_p
     assert result.checkpoint.startswith(f"s3://{BUCKET}/ray-results/") and storage.exists(
         storage.join(result.checkpoint, "nets.pt"))
     # MLflow: params incl. every loss weight, per-epoch metrics, sample grids, the data it saw
-    client = mlflow.MlflowClient(mlflow_server)
+    client = mlflow.MlflowClient(mlflow_server, registry_uri=mlflow_server)
     run = client.get_run(result.mlflow_run_id)
     assert run.data.params["loss_weights.l1"] == "50.0" and run.data.params["loss_weights.gan"] == "1.0"
     assert run.data.tags["i2i.dataset_id"] == result.dataset_id

@@ -46,7 +46,7 @@ def test_asha_with_optuna_four_trials_with_mlflow_parent_and_children(pairs, tmp
         assert r.baseline["epochs"] < 2
     else:  # it ran every epoch, so the best is at least as good as it
         assert r.baseline["epochs"] == 2 and r.best_objective <= r.baseline["objective"]
-    client = mlflow.MlflowClient(mlflow_server)
+    client = mlflow.MlflowClient(mlflow_server, registry_uri=mlflow_server)
     children = client.search_runs([client.get_experiment_by_name("tune-asha").experiment_id],
                                   filter_string=f"tags.`mlflow.parentRunId` = '{r.mlflow_run_id}'")
     assert len(children) == 4 and all("val_l1" in c.data.metrics for c in children)
