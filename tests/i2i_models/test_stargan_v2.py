@@ -13,15 +13,6 @@ from i2i_models.registry import get_model
 TINY = dict(image_size=32, num_domains=3, base_dim=4, max_conv_dim=8, style_dim=8, latent_dim=4, mapping_dim=8)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny nets: one intra-op thread. Several threads fighting over the shared cores made a step ~50× slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def count(net):
     return sum(p.numel() for p in net.parameters())
 
