@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from pipelines.errors import I2IError
+from pipelines.errors import user_error
 
 
 def job_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
@@ -20,20 +20,9 @@ def job_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
     return parser
 
 
-def user_error(err: BaseException) -> I2IError | None:
-    """The I2IError behind ``err``, also when it was raised inside a Ray task and wrapped by Ray."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        if isinstance(err, I2IError):
-            return err
-        seen.add(id(err))
-        err = getattr(err, "cause", None) or err.__cause__
-    return None
-
-
 def run(step: Callable[[], dict], text: bool = False) -> int:
-    """Run one step; print its JSON summary (``text``: as readable lines and tables instead). Exit 0 on success, 2 on
-    a user-facing error (message, no traceback)."""
+    """Run one step; print its JSON summary (``text``: as readable lines and tables instead). Exit 0 on success, 1
+    when the summary's ``status`` says the step failed, 2 on a user-facing error (message, no traceback)."""
     logging.basicConfig(level=logging.WARNING if text else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -46,8 +35,9 @@ def run(step: Callable[[], dict], text: bool = False) -> int:
         if not text:
             print(json.dumps({"status": "failed", "error": str(err)}))
         return 2
-    print(render(summary) if text else json.dumps({"status": "succeeded", **summary}, indent=1, default=str))
-    return 0
+    summary = {"status": "succeeded", **summary}  # a step may report "failed" itself (e.g. one nightly model failed)
+    print(render(summary) if text else json.dumps(summary, indent=1, default=str))
+    return 0 if summary["status"] == "succeeded" else 1
 
 
 def _cell(value) -> str:

@@ -2,12 +2,13 @@
 
 import sys
 
-from jobs import data_demo, evaluate, models, nightly, promote, register, shard, train, translate, tune
+from jobs import data_demo, evaluate, models, nightly, promote, register, schedule, shard, train, translate, tune
 
 COMMANDS = {
     ("data", "demo"): data_demo.main, ("shard",): shard.main, ("train",): train.main, ("evaluate",): evaluate.main,
     ("register",): register.main, ("promote",): promote.main, ("nightly",): nightly.main,
     ("translate",): translate.main, ("tune",): tune.main, ("models",): models.main,
+    ("schedule", "print"): schedule.main,
 }
 
 

@@ -46,7 +46,7 @@ class PipelineConfig(StrictModel):
         """A copy with dotted ``values`` set (e.g. a tuning run's best ``loss_weights.l1``), validated again."""
         data = self.model_dump()
         for key, value in values.items():
-            apply_override(data, f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}")
+            set_path(data, key, value)
         return validate(PipelineConfig, data)
 
     def tune_args(self) -> dict:
@@ -99,14 +99,19 @@ def apply_override(data: dict, assignment: str) -> None:
         value = yaml.safe_load(raw)
     except yaml.YAMLError as err:
         raise ConfigError(f"override {assignment!r}: value is not valid YAML ({err})") from None
+    set_path(data, key.strip(), value)
+
+
+def set_path(data: dict, key: str, value) -> None:
+    """Set the dotted ``key`` (``a.b.c``) of a nested dict to ``value``, creating sections on the way."""
     node = data
-    parts = key.strip().split(".")
+    parts = key.split(".")
     for i, part in enumerate(parts[:-1]):
         nxt = node.setdefault(part, {})
         if nxt is None:
             nxt = node[part] = {}
         if not isinstance(nxt, dict):
-            raise ConfigError(f"override {assignment!r}: '{'.'.join(parts[: i + 1])}' is a value, not a section")
+            raise ConfigError(f"override {key}={value!r}: '{'.'.join(parts[: i + 1])}' is a value, not a section")
         node = nxt
     node[parts[-1]] = value
 

@@ -27,3 +27,14 @@ class ConditionError(I2IError):
 
 class RegistryError(I2IError):
     """A registered model or version that does not exist, or a registry operation that cannot proceed."""
+
+
+def user_error(err: BaseException | None) -> I2IError | None:
+    """The I2IError behind ``err``, also when it was raised inside a Ray task and wrapped by Ray."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, I2IError):
+            return err
+        seen.add(id(err))
+        err = getattr(err, "cause", None) or err.__cause__
+    return None

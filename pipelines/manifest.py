@@ -64,6 +64,7 @@ class Manifest(_Record):
     format: Literal["i2i-webdataset/1"] = FORMAT
     id: str  # sha256 over every shard's (split, path, sha256): same data, same id
     dataset: str
+    version: str | None = None  # the dataset version (a nightly's date) when sharded into <root>/<version>/
     data_mode: Literal["paired", "unpaired", "labeled"]
     columns: list[str]
     domains: list[str]
@@ -108,6 +109,11 @@ def read_manifest(uri: str) -> Manifest:
     try:
         raw = storage.read_bytes(target)
     except FileNotFoundError:
+        if versions := versions_of(uri):
+            raise ShardIntegrityError(
+                f"{storage.describe(uri)} is a versioned dataset ({', '.join(versions[-3:])}"
+                f"{', …' if len(versions) > 3 else ''}): point at one version, e.g. {storage.join(uri, versions[-1])}"
+            ) from None
         raise ShardIntegrityError(
             f"no manifest at {storage.describe(target)}: the dataset was never sharded there, or its sharding "
             "run did not finish (run `i2i shard` again)"
@@ -116,6 +122,13 @@ def read_manifest(uri: str) -> Manifest:
         return Manifest.model_validate(json.loads(raw))
     except (ValueError, pydantic.ValidationError) as err:
         raise ShardIntegrityError(f"manifest {target} is not a valid i2i manifest: {err}") from None
+
+
+def versions_of(root: str) -> list[str]:
+    """The dataset versions under ``root`` (sub-folders holding a manifest), oldest first (names sort by date)."""
+    if root.endswith(".json"):
+        return []
+    return [v for v in storage.list_dirs(root) if storage.exists(storage.join(root, v, MANIFEST_NAME))]
 
 
 def write_manifest(output: str, manifest: Manifest) -> str:

@@ -1,20 +1,33 @@
-"""The pipeline's steps on one ``PipelineConfig``, and the nightly run that chains them:
-shard (a no-op when the manifest matches) → train (resumes; a no-op when done) → evaluate → register (once per
-training run) → promote. The step functions only wire configs into the step modules; the jobs call them."""
+"""The pipeline's steps on one ``PipelineConfig``, the nightly run that chains them, and the nightly *schedule*:
+shard (a no-op when the manifest matches) → [tune] → train (resumes; a no-op when done) → evaluate → register (once
+per training run) → promote. The step functions only wire configs into the step modules; the jobs call them.
+
+A schedule (``jobs/configs/nightly.yaml``) lists models × datasets, each a pipeline config. ``run_schedule`` runs
+them for one date, which names everything it makes: the dataset version (``<shard.output>/<date>``, written only when
+the source changed), the Ray Train run (``<model>-<date>``), and MLflow tags (``i2i.nightly_date``,
+``i2i.dataset_version``). Each finished step leaves a success marker ``<state>/<date>/<model>/<step>.json`` holding
+its result, so a re-run of the date skips what is done and continues the rest. One model failing does not stop the
+others; the summary lists each model's outcome and the run fails if any model did.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict
+import traceback
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pydantic import Field, field_validator
 
 from pipelines import storage, tracking
-from pipelines.config import PipelineConfig
-from pipelines.errors import I2IError
+from pipelines.config import PipelineConfig, load_dict, apply_override, set_path
+from pipelines.errors import I2IError, user_error
 from pipelines.evaluate import EvalResult, run_evaluate
-from pipelines.promote import PromoteResult, run_promote
+from pipelines.promote import PromoteConfig, PromoteResult, run_promote
 from pipelines.register import RegisterResult, registered_name, run_register
-from pipelines.shard import result_dict, run_shard
+from pipelines.schema import StrictModel, validate
+from pipelines.shard import ShardResult, run_shard
 from pipelines.train import TrainResult, finished_run, plan_run, run_train
 from pipelines.tune import TuneResult, run_tune
 
@@ -76,22 +89,171 @@ def step_promote(cfg: PipelineConfig, name: str | None = None, version: str | No
     return run_promote(name=name, mlflow=cfg.mlflow, cfg=cfg.promote, eval_cfg=cfg.evaluate, version=version)
 
 
-def run_nightly(cfg: PipelineConfig) -> dict:
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+
+
+@dataclass
+class Steps:
+    """Success markers of one dated model run: a finished step's result is kept at ``<markers>/<step>.json`` and
+    read back instead of running the step again. ``markers`` None: no markers (every step runs; each is idempotent)."""
+
+    markers: str | None = None
+    current: str = ""
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    def run(self, step: str, result_type: type, fn):
+        self.current = step
+        uri = storage.join(self.markers, f"{step}.json") if self.markers else None
+        if uri and storage.exists(uri):
+            log.info("step %s already succeeded (%s): skipped", step, uri)
+            self.skipped.append(step)
+            return result_type(**json.loads(storage.read_bytes(uri)))
+        result = fn()
+        if uri:
+            storage.write_bytes(uri, json.dumps(asdict(result), indent=1, default=str).encode())
+        self.done.append(step)
+        return result
+
+
+@dataclass(frozen=True)
+class Dated:
+    """One model's run of one nightly date."""
+
+    date: str
+    model: str  # the schedule's name for it
+    markers: str | None  # folder of its success markers
+
+    def tags(self) -> dict[str, str]:
+        return {"i2i.nightly_date": self.date, "i2i.nightly_model": self.model}
+
+
+def run_nightly(cfg: PipelineConfig, dated: Dated | None = None, steps: Steps | None = None) -> dict:
+    """Run every step of one pipeline config; ``dated``: as a nightly schedule's model on its date."""
+    steps = steps or Steps(dated.markers if dated else None)
     summary: dict = {}
+    tags = dated.tags() if dated else {}
     if cfg.shard is not None:
-        summary["shard"] = result_dict(run_shard(cfg.shard, ray_config=cfg.ray, resolved_config=cfg.model_dump()))
-    tags: dict[str, str] = {}
+        if dated:
+            cfg = cfg.with_values({"shard.version": dated.date})
+        shard_cfg = cfg.shard
+        shard = steps.run("shard", ShardResult,
+                          lambda: run_shard(shard_cfg, ray_config=cfg.ray, resolved_config=cfg.model_dump()))
+        summary["shard"] = asdict(shard)
+        if dated:  # train on the version this date sharded (or the unchanged earlier one it found)
+            cfg = cfg.with_values({"train.dataset": shard.output})
+            tags["i2i.dataset_version"] = shard.version or ""
+    if dated:
+        cfg = cfg.with_values({"train.run_name": f"{dated.model}-{dated.date}"})
     if cfg.tune.enabled:  # tune first; the final model trains with the best values, and says who chose them
-        tuned = step_tune(cfg)
+        tuned = steps.run("tune", TuneResult, lambda: step_tune(cfg))
         summary["tune"] = asdict(tuned)
         cfg = cfg.with_values(tuned.best_config)
-        tags = {"i2i.tune_run": tuned.name, "i2i.tune_mlflow_run": tuned.mlflow_run_id,
-                "i2i.tuned_values": json.dumps(tuned.best_config)}
-    train = step_train(cfg, tags)
-    evaluation = step_evaluate(cfg, train)
-    reg = step_register(cfg, train, evaluation, tags)
-    promo = step_promote(cfg, reg.name, reg.version)
+        tags.update({"i2i.tune_run": tuned.name, "i2i.tune_mlflow_run": tuned.mlflow_run_id,
+                     "i2i.tuned_values": json.dumps(tuned.best_config)})
+    final = cfg
+    train = steps.run("train", TrainResult, lambda: step_train(final, tags))
+    evaluation = steps.run("evaluate", EvalResult, lambda: step_evaluate(final, train))
+    reg = steps.run("register", RegisterResult, lambda: step_register(final, train, evaluation, tags))
+    promo = steps.run("promote", PromoteResult, lambda: step_promote(final, reg.name, reg.version))
     summary.update(train=asdict(train), evaluate=asdict(evaluation), register=asdict(reg), promote=asdict(promo))
     summary["champion_uri"] = f"models:/{reg.name}@{cfg.promote.champion_alias}"
     summary["mlflow_ui"] = f"mlflow ui --backend-store-uri {cfg.mlflow.uri()}"
+    return summary
+
+
+class ScheduledModel(StrictModel):
+    name: str = Field(pattern=NAME_PATTERN)  # names its runs, markers and summary row, e.g. pix2pix-edges2photo
+    config: str  # a pipeline config (jobs/configs/...), relative to the working directory
+    set: dict[str, Any] = {}  # dotted overrides of that config, e.g. {train.epochs: 4}
+    promote_metric: str | None = None  # the gate's metric (promote.metric), e.g. l1, kid, fid_cartoon
+    tune: bool | None = None  # tune.enabled: tune the loss weights before the final training (None: as configured)
+    enabled: bool = True
+
+    @field_validator("promote_metric")
+    @classmethod
+    def _known_metric(cls, v: str | None) -> str | None:
+        return v if v is None else PromoteConfig(metric=v).metric
+
+
+class Schedule(StrictModel):
+    """``jobs/configs/nightly.yaml``: what the nightly retrains, and where its markers and summaries go."""
+
+    state: str = "data/nightly"  # folder or URI: <state>/<date>/<model>/<step>.json and <state>/<date>/summary.json
+    time: str = Field(default="02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")  # local time `i2i schedule print` uses
+    set: dict[str, Any] = {}  # overrides for every model (shared MLflow, Ray, storage settings)
+    models: list[ScheduledModel] = Field(min_length=1)
+
+    @field_validator("models")
+    @classmethod
+    def _unique(cls, v: list[ScheduledModel]) -> list[ScheduledModel]:
+        names = [m.name for m in v]
+        if dup := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"model names must be unique; repeated: {', '.join(dup)}")
+        return v
+
+
+def load_schedule(path: str) -> Schedule:
+    return validate(Schedule, load_dict(path))
+
+
+def model_config(schedule: Schedule, entry: ScheduledModel, overrides: list[str] = ()) -> PipelineConfig:
+    """The pipeline config of one scheduled model: its file, the schedule's and its own ``set``, then ``overrides``
+    (``--set`` on the command line), then its promotion metric and tuning switch."""
+    data = load_dict(entry.config)
+    for key, value in {**schedule.set, **entry.set}.items():
+        set_path(data, key, value)
+    for assignment in overrides:
+        apply_override(data, assignment)
+    if entry.promote_metric is not None:
+        set_path(data, "promote.metric", entry.promote_metric)
+    if entry.tune is not None:
+        set_path(data, "tune.enabled", entry.tune)
+    return validate(PipelineConfig, data)
+
+
+def _outcome(name: str, result: dict, steps: Steps) -> dict:
+    promo, reg = result["promote"], result["register"]
+    return {"model": name, "outcome": promo["decision"], "reason": promo["reason"], "registered": reg["name"],
+            "version": reg["version"], "champion": promo["champion_version"],
+            "dataset_version": result.get("shard", {}).get("version"), "run": result["train"]["run_name"],
+            "steps_skipped": steps.skipped}
+
+
+def run_schedule(schedule: Schedule, date: str, overrides: list[str] = (), only: list[str] = ()) -> dict:
+    """Every enabled model of ``schedule`` for ``date``, one after another; a failure is recorded, not raised."""
+    import re
+
+    if not re.match(DATE_PATTERN, date):
+        raise I2IError(f"--date must look like YYYY-MM-DD, got {date!r}")
+    if unknown := sorted(set(only) - {m.name for m in schedule.models}):
+        raise I2IError(f"unknown model(s) {unknown}; the schedule has: {', '.join(m.name for m in schedule.models)}")
+    chosen = [m for m in schedule.models if m.enabled and (not only or m.name in only)]
+    configs: dict[str, PipelineConfig | Exception] = {}
+    for entry in chosen:  # every config is checked before anything trains
+        try:
+            configs[entry.name] = model_config(schedule, entry, overrides)
+        except I2IError as err:
+            configs[entry.name] = err
+    rows, details = [], {}
+    for entry in chosen:
+        steps = Steps(storage.join(schedule.state, date, entry.name), current="config")
+        try:
+            cfg = configs[entry.name]
+            if isinstance(cfg, Exception):
+                raise cfg
+            details[entry.name] = run_nightly(cfg, Dated(date, entry.name, steps.markers), steps)
+            rows.append(_outcome(entry.name, details[entry.name], steps))
+        except Exception as err:  # noqa: BLE001 — isolate: one model failing must not stop the others
+            log.error("nightly %s: model %s failed at step %s:\n%s", date, entry.name, steps.current,
+                      "".join(traceback.format_exception(err)))
+            reason = str(user_error(err) or f"{type(err).__name__}: {err}")
+            rows.append({"model": entry.name, "outcome": "failed", "reason": f"{steps.current}: {reason}",
+                         "steps_skipped": steps.skipped})
+    failed = [r["model"] for r in rows if r["outcome"] == "failed"]
+    summary = {"status": "failed" if failed else "succeeded", "date": date, "failed": failed, "models": rows,
+               "summary_uri": storage.join(schedule.state, date, "summary.json")}
+    storage.write_bytes(summary["summary_uri"], json.dumps({**summary, "details": details}, indent=1,
+                                                           default=str).encode())
     return summary

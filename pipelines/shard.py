@@ -6,6 +6,11 @@ to which shard — is fixed before any work starts (sorted paths, round-robin), 
 within one sample, a retried or re-run task rewrites exactly the same shard, and a run killed halfway leaves only
 shards that the next run overwrites. The manifest is deleted before and written after everything else; readers
 trust only shards it lists. Re-running with the same source and config is a no-op.
+
+Versioned datasets (``shard.version``, set by the nightly to its date): each version is a folder
+``<output>/<version>/`` of its own, and a new one is written only when the source (files added, removed or changed)
+or the shard config differs from the latest earlier version; otherwise that version is the result. Versions are
+never rewritten by a later date, so a registered model's ``i2i.dataset_version`` keeps pointing at its data.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from pipelines.errors import DatasetError
 from pipelines.importers import Layout, Skipped
 from pipelines.manifest import (
     FORMAT, IMAGE_COLUMNS, PAIRED_COLUMNS, Manifest, ShardEntry, SkippedFile, SourceInfo, SplitEntry, content_id,
-    manifest_uri, read_manifest, write_manifest,
+    manifest_uri, read_manifest, versions_of, write_manifest,
 )
 from pipelines.schema import StrictModel
 
@@ -51,6 +56,7 @@ class ShardConfig(StrictModel):
     num_shards: int | None = Field(default=None, gt=0)  # per split; overrides samples_per_shard
     max_pixels: int = Field(default=50_000_000, gt=0)  # decompression-bomb guard, per source image
     png_compress_level: int = Field(default=1, ge=0, le=9)  # 1: fast to write, ~10% larger than 6
+    version: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # <output>/<version>/ when set
 
     def dataset_name(self) -> str:
         return self.name or posixpath.basename(self.source.rstrip("/")) or "dataset"
@@ -61,6 +67,8 @@ class ShardResult:
     manifest: str
     dataset: str
     dataset_id: str
+    output: str  # the dataset folder to train from (``<output>/<version>`` for a versioned dataset)
+    version: str | None  # the version it holds (an earlier one when nothing changed since), None if unversioned
     up_to_date: bool  # True: nothing to do, the existing manifest matches source and config
     shards: int
     samples: dict[str, int]
@@ -173,7 +181,7 @@ def _plan(listing: importers.SourceListing, cfg: ShardConfig) -> list[dict]:
 
 def _plan_id(listing: importers.SourceListing, cfg: ShardConfig) -> str:
     spec = {"format": FORMAT, "source": listing.fingerprint, "layout": listing.layout,
-            "config": cfg.model_dump(exclude={"output", "source", "name"})}
+            "config": cfg.model_dump(exclude={"output", "source", "name", "version"})}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
@@ -196,36 +204,61 @@ def _remove_stale(output: str, keep: set[str]) -> None:
 
 
 def run_shard(cfg: ShardConfig, *, ray_config=None, resolved_config: dict | None = None) -> ShardResult:
-    """Shard ``cfg.source`` into ``cfg.output``; a no-op when the manifest there already matches."""
-    import ray
-
-    from pipelines.cluster import init_ray
-
+    """Shard ``cfg.source`` into ``cfg.output`` (``<output>/<version>`` when versioned); a no-op when the manifest
+    there — or, for a versioned dataset, the latest earlier version's — already matches source and config."""
     t0 = time.perf_counter()
     storage.check_reachable(cfg.source)
     storage.check_reachable(cfg.output)
     listing = importers.scan(cfg.source, cfg.layout)
     plan_id = _plan_id(listing, cfg)
-    if storage.exists(manifest_uri(cfg.output)):
-        old = read_manifest(cfg.output)
-        if old.plan_id == plan_id and _is_complete(old, cfg.output):
-            log.info("dataset %s is up to date (manifest %s matches source and config): nothing to do",
-                     old.dataset, manifest_uri(cfg.output))
-            return _result(old, cfg, up_to_date=True, seconds=time.perf_counter() - t0)
-        storage.delete(manifest_uri(cfg.output))  # un-commit first: a crash below must not leave it pointing here
+    output = cfg.output
+    if cfg.version is not None:
+        output = storage.join(cfg.output, cfg.version)
+        earlier = [v for v in versions_of(cfg.output) if v < cfg.version]
+        if earlier and _matches(base := storage.join(cfg.output, earlier[-1]), plan_id):
+            log.info("source and config unchanged since dataset version %s: no new version", earlier[-1])
+            return _result(read_manifest(base), base, up_to_date=True, seconds=time.perf_counter() - t0)
+        if storage.exists(manifest_uri(output)) and not _matches(output, plan_id):
+            raise DatasetError(
+                f"dataset version {cfg.version} at {storage.describe(output)} was written from a different source "
+                "or shard config, and versions are never rewritten: give this dataset its own shard.output, or a "
+                "new version")
+    if _matches(output, plan_id):
+        log.info("dataset at %s is up to date (its manifest matches source and config): nothing to do", output)
+        return _result(read_manifest(output), output, up_to_date=True, seconds=time.perf_counter() - t0)
+    storage.delete(manifest_uri(output))  # un-commit first: a crash below must not leave it pointing here
+    manifest = _write(cfg, listing, plan_id, output, ray_config, resolved_config)
+    return _result(manifest, output, up_to_date=False, seconds=time.perf_counter() - t0)
+
+
+def _matches(output: str, plan_id: str) -> bool:
+    if not storage.exists(manifest_uri(output)):
+        return False
+    old = read_manifest(output)
+    return old.plan_id == plan_id and _is_complete(old, output)
+
+
+def _write(cfg: ShardConfig, listing: importers.SourceListing, plan_id: str, output: str, ray_config,
+           resolved_config: dict | None) -> Manifest:
+    """Write every planned shard to ``output`` with Ray Data (one task per shard), then the manifest, last."""
+    import ray
+
+    from pipelines.cluster import init_ray
 
     plans = _plan(listing, cfg)
     init_ray(ray_config)  # only now: a no-op run needs no cluster
     paired = listing.data_mode == "paired"
+    task_cfg = cfg.model_copy(update={"output": output})
     ds = ray.data.from_items(plans, override_num_blocks=len(plans)).map(
         write_shard,
-        fn_kwargs={"cfg_json": cfg.model_dump_json(), "source": cfg.source, "root": listing.root, "paired": paired},
+        fn_kwargs={"cfg_json": task_cfg.model_dump_json(), "source": cfg.source, "root": listing.root,
+                   "paired": paired},
     )  # a task lost with its worker is retried by Ray Data and rewrites the same shard
     rows = sorted(ds.take_all(), key=lambda r: r["shard"])
 
     skipped = list(listing.skipped) + [Skipped(p, r) for row in rows for p, r in json.loads(row["skipped"])]
     if sum(r["samples"] for r in rows) == 0:
-        _remove_stale(cfg.output, keep=set())
+        _remove_stale(output, keep=set())
         reasons = Counter(_reason_kind(s.reason) for s in skipped)
         raise DatasetError(
             f"no usable images in {cfg.source}: {len(skipped)} files skipped ({dict(reasons)}); e.g. "
@@ -243,9 +276,10 @@ def run_shard(cfg: ShardConfig, *, ray_config=None, resolved_config: dict | None
             shards=[ShardEntry(path=r["shard"], samples=r["samples"], bytes=r["bytes"], sha256=r["sha256"])
                     for r in mine],
         )
-    _remove_stale(cfg.output, keep={s.path for e in splits.values() for s in e.shards})
+    _remove_stale(output, keep={s.path for e in splits.values() for s in e.shards})
     manifest = Manifest(
-        id=content_id(splits), dataset=cfg.dataset_name(), data_mode=listing.data_mode,  # type: ignore[arg-type]
+        id=content_id(splits), dataset=cfg.dataset_name(), version=cfg.version,
+        data_mode=listing.data_mode,  # type: ignore[arg-type]
         columns=list(PAIRED_COLUMNS if paired else IMAGE_COLUMNS), domains=listing.domains, plan_id=plan_id,
         source=SourceInfo(uri=cfg.source, layout=listing.layout, files=len(listing.files),
                           fingerprint=listing.fingerprint),
@@ -253,21 +287,22 @@ def run_shard(cfg: ShardConfig, *, ray_config=None, resolved_config: dict | None
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"), splits=splits,
         skipped=[SkippedFile(path=s.path, reason=s.reason) for s in skipped],
     )
-    write_manifest(cfg.output, manifest)  # the commit point: last
-    return _result(manifest, cfg, up_to_date=False, seconds=time.perf_counter() - t0)
+    write_manifest(output, manifest)  # the commit point: last
+    return manifest
 
 
 def _reason_kind(reason: str) -> str:
     return reason.split(":")[0].split("(")[0].strip()
 
 
-def _result(m: Manifest, cfg: ShardConfig, *, up_to_date: bool, seconds: float) -> ShardResult:
+def _result(m: Manifest, output: str, *, up_to_date: bool, seconds: float) -> ShardResult:
     warnings = [
         f"split '{split}' has no usable images in domain '{d}'"
         for split, e in m.splits.items() for d, n in e.domains.items() if n == 0
     ]
     return ShardResult(
-        manifest=manifest_uri(cfg.output), dataset=m.dataset, dataset_id=m.id, up_to_date=up_to_date,
+        manifest=manifest_uri(output), dataset=m.dataset, dataset_id=m.id, output=output, version=m.version,
+        up_to_date=up_to_date,
         shards=sum(len(e.shards) for e in m.splits.values()),
         samples={s: e.samples for s, e in m.splits.items()}, domains={s: e.domains for s, e in m.splits.items()},
         skipped=len(m.skipped), skipped_by_reason=dict(Counter(_reason_kind(s.reason) for s in m.skipped)),

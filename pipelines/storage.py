@@ -157,6 +157,16 @@ def list_files(uri: str) -> list[FileEntry]:
     return sorted(out, key=lambda e: e.relpath)
 
 
+def list_dirs(uri: str) -> list[str]:
+    """Names of the folders directly under ``uri`` (prefixes, on object storage), sorted; [] when it does not exist."""
+    fs, root = resolve(uri)
+    with errors("list", uri):
+        if fs.get_file_info(root).type == pafs.FileType.NotFound:
+            return []
+        infos = fs.get_file_info(pafs.FileSelector(root, recursive=False))
+    return sorted(posixpath.basename(i.path.rstrip("/")) for i in infos if i.type == pafs.FileType.Directory)
+
+
 def check_reachable(uri: str) -> None:
     """Fail early, with the endpoint named, when the storage behind ``uri`` cannot be reached."""
     fs, path = resolve(uri)

@@ -203,3 +203,34 @@ def test_job_cli_summary_and_config_errors(ray_cluster, demo_root, tmp_path):
     summary = json.loads(ok.stdout[ok.stdout.index("{"):])
     assert summary["status"] == "succeeded" and summary["samples"]["train"] > 0 and summary["shards"] >= 2
     assert {"bytes", "seconds", "skipped", "domains"} <= set(summary)
+
+
+def test_versioned_dataset_gets_a_new_version_only_when_the_source_changes(ray_cluster, demo_root, tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(f"{demo_root}/edges2photo", src)
+    root = str(tmp_path / "versions")
+    cfg = ShardConfig(source=str(src), output=root, load_size=32, num_shards=1)
+
+    first = run_shard(cfg.model_copy(update={"version": "2026-11-23"}))
+    assert (first.version, first.output, first.up_to_date) == ("2026-11-23", f"{root}/2026-11-23", False)
+    assert read_manifest(first.output).version == "2026-11-23"
+
+    # the next night, nothing changed: the result is the earlier version, and no folder is written for the date
+    same = run_shard(cfg.model_copy(update={"version": "2026-11-24"}))
+    assert same.up_to_date and same.version == "2026-11-23" and same.dataset_id == first.dataset_id
+    assert sorted(os.listdir(root)) == ["2026-11-23"]
+
+    # a new file arrives: a new version with it; the old version is untouched
+    shutil.copy(sorted((src / "train").iterdir())[0], src / "train" / "arrived.png")
+    newer = run_shard(cfg.model_copy(update={"version": "2026-11-25"}))
+    assert not newer.up_to_date and newer.version == "2026-11-25" and newer.dataset_id != first.dataset_id
+    assert newer.samples["train"] == first.samples["train"] + 1
+    verify(read_manifest(first.output), first.output, "train")
+    assert run_shard(cfg.model_copy(update={"version": "2026-11-25"})).up_to_date  # a re-run of the date: no-op
+
+    # a version is never rewritten: other data for an existing version is refused, naming it
+    with pytest.raises(DatasetError, match="version 2026-11-25 .* never rewritten"):
+        run_shard(cfg.model_copy(update={"version": "2026-11-25", "load_size": 36}))
+    # the root itself is not a dataset: the error lists the versions to point at
+    with pytest.raises(ShardIntegrityError, match="versioned dataset .*2026-11-25"):
+        read_manifest(root)
