@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import traceback
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, PrivateAttr, field_validator
 
 from pipelines import storage, tracking
 from pipelines.config import PipelineConfig, load_dict, apply_override, set_path
@@ -165,7 +166,7 @@ def run_nightly(cfg: PipelineConfig, dated: Dated | None = None, steps: Steps | 
 
 class ScheduledModel(StrictModel):
     name: str = Field(pattern=NAME_PATTERN)  # names its runs, markers and summary row, e.g. pix2pix-edges2photo
-    config: str  # a pipeline config (jobs/configs/...), relative to the working directory
+    config: str  # a pipeline config file; a relative path is relative to the schedule file's folder
     set: dict[str, Any] = {}  # dotted overrides of that config, e.g. {train.epochs: 4}
     promote_metric: str | None = None  # the gate's metric (promote.metric), e.g. l1, kid, fid_cartoon
     tune: bool | None = None  # tune.enabled: tune the loss weights before the final training (None: as configured)
@@ -184,6 +185,7 @@ class Schedule(StrictModel):
     time: str = Field(default="02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")  # local time `i2i schedule print` uses
     set: dict[str, Any] = {}  # overrides for every model (shared MLflow, Ray, storage settings)
     models: list[ScheduledModel] = Field(min_length=1)
+    _folder: str = PrivateAttr(default=".")  # where the schedule file is: model configs are relative to it
 
     @field_validator("models")
     @classmethod
@@ -195,13 +197,15 @@ class Schedule(StrictModel):
 
 
 def load_schedule(path: str) -> Schedule:
-    return validate(Schedule, load_dict(path))
+    schedule = validate(Schedule, load_dict(path))
+    schedule._folder = os.path.dirname(os.path.abspath(path))
+    return schedule
 
 
 def model_config(schedule: Schedule, entry: ScheduledModel, overrides: list[str] = ()) -> PipelineConfig:
     """The pipeline config of one scheduled model: its file, the schedule's and its own ``set``, then ``overrides``
     (``--set`` on the command line), then its promotion metric and tuning switch."""
-    data = load_dict(entry.config)
+    data = load_dict(os.path.join(schedule._folder, entry.config))
     for key, value in {**schedule.set, **entry.set}.items():
         set_path(data, key, value)
     for assignment in overrides:

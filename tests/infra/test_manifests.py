@@ -175,20 +175,26 @@ def test_nightly_job_spec_is_the_same_everywhere():
     assert "generateName" in JOB["metadata"]  # `kubectl create` every night needs a fresh name
 
 
-def test_entrypoint_runs_the_nightly_module_with_cluster_storage():
+def test_entrypoint_runs_the_cluster_schedule_on_shared_storage():
+    from pipelines.nightly import load_schedule, model_config
+
     entry = JOB["spec"]["entrypoint"].split()
     assert entry[:3] == ["python", "-m", "jobs.nightly"]
     assert (ROOT / "jobs" / "nightly.py").is_file()
-    config = entry[entry.index("--config") + 1]
-    assert config.startswith(_workdir() + "/")
-    assert (ROOT / Path(config).relative_to(_workdir())).is_file()
-    sets = dict(entry[i + 1].split("=", 1) for i, word in enumerate(entry) if word == "--set")
-    for key in ("shard.source", "shard.output", "train.dataset", "train.storage_path"):
-        assert sets[key].startswith("s3://"), key
-    assert sets["mlflow.tracking_uri"].startswith("http")
-    assert sets["mlflow.tracking_uri"] == SECRET["stringData"]["MLFLOW_TRACKING_URI"]
-    assert sets["train.use_gpu"] == "true"  # the GPU group starts at 0 pods: only a GPU request scales it up
-    assert int(sets["train.num_workers"]) <= JOB["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["maxReplicas"]
+    path = entry[entry.index("--schedule") + 1]
+    assert path.startswith(_workdir() + "/")
+    schedule = load_schedule(str(ROOT / Path(path).relative_to(_workdir())))
+    assert schedule.state.startswith("s3://")  # markers and summaries outlive the job's temporary working dir
+    workers = JOB["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    for model in schedule.models:
+        cfg = model_config(schedule, model)
+        for uri in (cfg.shard.source, cfg.shard.output, cfg.train.storage_path, cfg.tune.storage_path):
+            assert uri.startswith("s3://"), (model.name, uri)
+        assert cfg.mlflow.tracking_uri == SECRET["stringData"]["MLFLOW_TRACKING_URI"]
+        assert cfg.train.use_gpu is True  # the GPU group starts at 0 pods: only a GPU request scales it up
+        assert cfg.train.num_workers <= workers["maxReplicas"]
+        (container,) = workers["template"]["spec"]["containers"]
+        assert cfg.train.cpus_per_worker < float(container["resources"]["limits"]["cpu"])  # CPUs left for Ray Data
 
 
 def test_rayjob_lifecycle_fields():

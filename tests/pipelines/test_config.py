@@ -51,17 +51,17 @@ def test_bad_override_syntax_and_files(tmp_path):
         load_config(None, BASE + ["shard.source.x=1"])
 
 
-def test_configs_shipped_with_jobs_validate(monkeypatch):
+def test_configs_shipped_with_jobs_validate():
     import pathlib
 
-    monkeypatch.chdir(pathlib.Path(__file__).parents[2])  # schedules name configs relative to the working dir
     from pipelines.nightly import load_schedule, model_config
 
     configs = pathlib.Path(__file__).parents[2] / "jobs" / "configs"
     for f in configs.glob("*.yaml"):
-        if f.name != "nightly.yaml":
+        if not f.name.startswith("nightly"):
             load_config(f)
-    schedule = load_schedule(str(configs / "nightly.yaml"))  # the schedule, and every model config it resolves to
-    for entry in schedule.models:
-        cfg = model_config(schedule, entry)
-        assert cfg.promote.metric == entry.promote_metric and cfg.mlflow.experiment == "i2i-nightly"
+    for name in ("nightly.yaml", "nightly_cluster.yaml"):  # the schedules, and every model config they resolve to
+        schedule = load_schedule(str(configs / name))
+        for entry in schedule.models:
+            cfg = model_config(schedule, entry)
+            assert cfg.promote.metric == entry.promote_metric and cfg.mlflow.experiment == "i2i-nightly"

@@ -18,9 +18,8 @@ def write(tmp_path, doc: dict) -> str:
     return str(path)
 
 
-def test_schedule_is_validated_and_merges_overrides_in_order(tmp_path, monkeypatch):
-    monkeypatch.chdir(REPO)
-    entry = {"name": "p2p", "config": "jobs/configs/quickstart.yaml", "set": {"train.epochs": 3},
+def test_schedule_is_validated_and_merges_overrides_in_order(tmp_path):
+    entry = {"name": "p2p", "config": f"{REPO}/jobs/configs/quickstart.yaml", "set": {"train.epochs": 3},
              "promote_metric": "psnr", "tune": True}
     schedule = load_schedule(write(tmp_path, {"set": {"train.epochs": 2, "mlflow.experiment": "x"},
                                               "models": [entry]}))
@@ -44,7 +43,7 @@ def test_schedule_is_validated_and_merges_overrides_in_order(tmp_path, monkeypat
 
 def test_cron_and_systemd_entries_submit_with_the_date_as_submission_id(tmp_path):
     schedule = load_schedule(write(tmp_path, {"time": "03:45", "models": [
-        {"name": "p2p", "config": "jobs/configs/quickstart.yaml"}]}))
+        {"name": "p2p", "config": f"{REPO}/jobs/configs/quickstart.yaml"}]}))
     where = dict(schedule_file="my schedule.yaml", address="http://head:8265", workdir="/srv/i2i", ray_bin="ray")
     cron = cron_entry(schedule, **where).splitlines()[-1]
     fields = cron.split(" ", 5)
