@@ -35,9 +35,9 @@ def run(step: Callable[[], dict], text: bool = False) -> int:
         if not text:
             print(json.dumps({"status": "failed", "error": str(err)}))
         return 2
-    summary = {"status": "succeeded", **summary}  # a step may report "failed" itself (e.g. one nightly model failed)
-    print(render(summary) if text else json.dumps(summary, indent=1, default=str))
-    return 0 if summary["status"] == "succeeded" else 1
+    status = summary.get("status", "succeeded")  # a step may report "failed" itself (e.g. one nightly model failed)
+    print(render(summary) if text else json.dumps({"status": status, **summary}, indent=1, default=str))
+    return 0 if status == "succeeded" else 1
 
 
 def _cell(value) -> str:
