@@ -28,6 +28,7 @@ class VersionRow:
     aliases: list[str]
     judged_on: str  # "promotion.metric=value", else the eval.* metrics
     dataset_id: str  # eval.dataset_id, shortened
+    trained_on: str  # the dataset version it trained on (i2i.dataset_version, set by the nightly), else its data id
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,9 @@ def list_versions(mlflow: tracking.MlflowConfig, name: str | None = None) -> lis
         for alias, version in model.aliases.items():
             by_version.setdefault(str(version), []).append(alias)
         rows += [VersionRow(model.name, _v(mv), sorted(by_version.get(_v(mv), [])), _judged_on(mv.tags),
-                            mv.tags.get("eval.dataset_id", "")[:12]) for mv in _versions(c, model.name)]
+                            mv.tags.get("eval.dataset_id", "")[:12],
+                            mv.tags.get("i2i.dataset_version") or mv.tags.get("i2i.dataset_id", "")[:12])
+                 for mv in _versions(c, model.name)]
     return rows
 
 

@@ -29,8 +29,9 @@ def registry(tmp_path_factory):
         run_id = c.create_run(tracking.experiment_id(cfg)).info.run_id
         ev = EvalResult(metrics=metrics, dataset=f"/shards/{dataset_id}", dataset_id=dataset_id * 8, split="val",
                         samples=4)
+        nightly = {"i2i.dataset_version": "2026-11-0" + version} if version != "1" else {}  # v1: not a nightly
         reg = run_register(checkpoint=str(root / "ckpt"), model="pix2pix", dataset="demo", mlflow=cfg,
-                           run_id=run_id, eval_result=ev)
+                           run_id=run_id, eval_result=ev, tags={"i2i.dataset_id": dataset_id * 8, **nightly})
         assert reg.version == version
     return ["--set", f"mlflow.tracking_uri={cfg.tracking_uri}"], c
 
@@ -96,8 +97,10 @@ def test_gate_force_rollback_history_and_best(registry, capsys):
     # a terminal gets a table
     assert i2i(["models", "list", NAME, *sets]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[1].split() == ["model", "version", "aliases", "judged_on", "dataset_id"]
+    assert table[1].split() == ["model", "version", "aliases", "judged_on", "dataset_id", "trained_on"]
     assert any(line.split()[:3] == [NAME, "1", "champion"] for line in table)
+    trained_on = {line.split()[1]: line.split()[-1] for line in table[2:] if line.split()[:1] == [NAME]}
+    assert trained_on == {"1": "d1d1d1d1d1d1", "2": "2026-11-02", "3": "2026-11-03"}  # the data version it saw
 
     # models promoted before the history tag existed: history from the versions' promotion.* tags
     c.delete_registered_model_tag(NAME, "i2i.champion_history")
