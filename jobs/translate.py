@@ -1,13 +1,16 @@
-"""Translate a folder of images: i2i translate --model models:/i2i-pix2pix-edges2photo@champion IN_DIR OUT_DIR
+"""Batch inference on Ray Data: i2i translate --model models:/i2i-pix2pix-edges2photo@champion INPUT OUTPUT
+INPUT: a folder of images (local or s3://…) or a sharded dataset (its folder or manifest; --set translate.split=…).
+OUTPUT: a folder (local or s3://…) that gets <name>.png per input and _i2i_translate.json (the summary).
 Conditions: --direction b2a (two-domain families), --seed N [--num-styles K] (multimodal: K outputs <name>_s<k>.png),
---reference IMAGE (example-guided), --domain N (StarGAN v2 target domain index)."""
+--reference IMAGE (example-guided), --domain N (StarGAN v2 target domain index).
+Replicas, batch size, GPUs: --set translate.concurrency=4 --set translate.batch_size=32 (see TranslateConfig)."""
 
 import sys
 from dataclasses import asdict
 
 from jobs._run import job_parser, run
 from pipelines.config import load_config
-from pipelines.translate import translate_folder
+from pipelines.translate import run_translate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,16 +22,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", metavar="IMAGE", help="reference image of the target domain")
     parser.add_argument("--domain", type=int, help="target domain index (StarGAN v2)")
     parser.add_argument("--size", type=int, help="resize inputs to N×N (default: the model's image_size)")
-    parser.add_argument("in_dir")
-    parser.add_argument("out_dir")
+    parser.add_argument("input", help="folder of images or sharded dataset (local or s3://…)")
+    parser.add_argument("output", help="output folder (local or s3://…)")
     args = parser.parse_args(argv)
     given = {k: getattr(args, k) for k in ("direction", "seed", "reference", "domain")}
     condition = {k: v for k, v in given.items() if v is not None}
 
     def step() -> dict:
         cfg = load_config(args.config, args.overrides)
-        return asdict(translate_folder(args.model, args.in_dir, args.out_dir, condition=condition,
-                                       num_styles=args.num_styles, size=args.size, mlflow=cfg.mlflow))
+        return asdict(run_translate(args.model, args.input, args.output, condition=condition,
+                                    num_styles=args.num_styles, size=args.size, cfg=cfg.translate,
+                                    mlflow=cfg.mlflow, ray_config=cfg.ray))
 
     return run(step)
 

@@ -22,6 +22,7 @@ from pipelines.promote import PromoteConfig
 from pipelines.register import RegisterConfig
 from pipelines.tracking import MlflowConfig
 from pipelines.train import TrainConfig
+from pipelines.translate import TranslateConfig
 from pipelines.tune import TuneSection
 
 
@@ -40,6 +41,7 @@ class PipelineConfig(StrictModel):
     registry: RegisterConfig = RegisterConfig()
     promote: PromoteConfig = PromoteConfig()
     tune: TuneSection = TuneSection()
+    translate: TranslateConfig = TranslateConfig()
     mlflow: MlflowConfig = MlflowConfig()
 
     def with_values(self, values: dict) -> "PipelineConfig":

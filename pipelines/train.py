@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 from pydantic import Field
 
@@ -35,6 +36,9 @@ class TrainConfig(StrictModel):
     num_workers: int = Field(default=2, gt=0)
     use_gpu: bool | None = None  # None: use GPUs when the cluster has them
     cpus_per_worker: float = Field(default=0.5, gt=0)  # < 1 leaves CPUs for Ray Data's readers
+    # Ray placement group strategy of the workers: PACK fills a node first; SPREAD / STRICT_SPREAD put them on
+    # different nodes (STRICT: one per node, or the run waits for nodes)
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
     bf16: bool = True  # autocast to bfloat16 on GPU (no effect on CPU)
     channels_last: bool = False
     storage_path: str = "data/ray_results"  # local folder or s3://bucket/prefix
@@ -77,7 +81,8 @@ def plan_run(model: str, model_args: dict, loss_weights: dict, train: TrainConfi
                            f"is {manifest.data_mode}")
     # canonical: every weight and model field spelled out, so "default" and "set to the default" name one run
     spec = {"model_args": dataclass_dict(family, model_args), "loss_weights": family.resolve_weights(loss_weights),
-            "train": train.model_dump(exclude={"num_workers", "use_gpu", "cpus_per_worker", "storage_path",
+            "train": train.model_dump(exclude={"num_workers", "use_gpu", "cpus_per_worker", "placement_strategy",
+                                               "storage_path",
                                                "run_name", "max_failures", "log_every_steps", "num_to_keep"})}
     name = train.run_name or run_name_for(model, manifest.dataset, manifest.id, spec)
     return name, storage.join(train.storage_path, name), manifest
@@ -138,7 +143,7 @@ def trainer_for(config: dict, train: TrainConfig, *, name: str, storage_path: st
         train_loop, train_loop_config=config, datasets=datasets,
         dataset_config=ray.train.DataConfig(datasets_to_split=[k for k in datasets if k not in whole]),
         scaling_config=ray.train.ScalingConfig(
-            num_workers=train.num_workers, use_gpu=use_gpu,
+            num_workers=train.num_workers, use_gpu=use_gpu, placement_strategy=train.placement_strategy,
             resources_per_worker={"CPU": train.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}),
         run_config=ray.train.RunConfig(
             name=name, storage_path=path, storage_filesystem=fs, callbacks=list(callbacks),

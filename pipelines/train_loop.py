@@ -120,12 +120,25 @@ def _train_epoch(model: I2IModel, config: dict, io: LoopIO, epoch: int, step: in
     return {**losses, "images_per_s": float(totals[-1]) / max(seconds, 1e-9)}, step, seconds
 
 
-def _gather(t: torch.Tensor) -> torch.Tensor:
+def _all_gather(obj) -> list:
+    """``obj`` of every rank, by rank."""
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         parts: list = [None] * dist.get_world_size()
-        dist.all_gather_object(parts, t.cpu())
-        return torch.cat([p for p in parts if p.shape[0]] or [t.cpu()])
-    return t.cpu()
+        dist.all_gather_object(parts, obj)
+        return parts
+    return [obj]
+
+
+def _this_node() -> str:
+    """The Ray node this process runs on ("" outside Ray)."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+
+
+def _gather(t: torch.Tensor) -> torch.Tensor:
+    parts = _all_gather(t.cpu())
+    return torch.cat([p for p in parts if p.shape[0]] or [t.cpu()])
 
 
 def _validate(model: I2IModel, config: dict, io: LoopIO, device) -> tuple[dict, list[torch.Tensor] | None]:
@@ -191,14 +204,17 @@ def run_loop(config: dict, io: LoopIO, *, rank: int, world: int, device: torch.d
     model = build_model(config, device, world)
     schedulers = _schedulers(model)
     start_epoch, step, restored_from, restored_weights = _restore(model, schedulers, io)
+    nodes = _all_gather(_this_node())  # where each rank runs, by rank: the run's own record of its placement
     tracker = _Tracker(config) if rank == 0 else None
+    if tracker:
+        tracker.tag("i2i.worker_nodes", ",".join(nodes))
     for epoch in range(start_epoch, config["epochs"]):
         train_metrics, step, seconds = _train_epoch(model, config, io, epoch, step, rank, device)
         for s in schedulers.values():
             s.step()
         val_metrics, grid = _validate(model, config, io, device)
         m = {"epoch": epoch, "step": step, "start_epoch": start_epoch, "epoch_seconds": seconds,
-             "lr_factor": model.lr_factor(epoch), **train_metrics, **val_metrics,
+             "lr_factor": model.lr_factor(epoch), "num_nodes": len(set(nodes)), **train_metrics, **val_metrics,
              **{f"weight_{k}": v for k, v in model.loss_weights.items()}}  # what this epoch trained with
         if rank == 0:
             print(f"[i2i] epoch {epoch} done: " + " ".join(f"{k}={v:.4g}" for k, v in m.items()), flush=True)
@@ -208,7 +224,7 @@ def run_loop(config: dict, io: LoopIO, *, rank: int, world: int, device: torch.d
             if rank == 0:
                 _save(model, schedulers, epoch, step, d, config.get("run_id", ""))
                 checkpoint = io.checkpoint_from_directory(d)
-            extra = {}
+            extra = {"worker_nodes": ",".join(nodes)}
             if restored_from:  # a PBT exploit: whose checkpoint this trial continues, and the weights it had
                 extra = {"restored_from": restored_from,
                          **{f"restored_weight_{k}": v for k, v in restored_weights.items()}}
@@ -242,6 +258,10 @@ class _Tracker:
         if self.enabled:
             mlflow.set_tracking_uri(config["mlflow_tracking_uri"])
             mlflow.start_run(run_id=config["mlflow_run_id"])
+
+    def tag(self, key: str, value: str) -> None:
+        if self.enabled:
+            self.mlflow.set_tag(key, value)
 
     def log(self, m: dict, epoch: int, grid: list[torch.Tensor] | None) -> None:
         if not self.enabled:

@@ -1,42 +1,82 @@
-"""Translate a folder of images with a model (``models:/NAME@champion``, a checkpoint folder, …), optionally
-under a condition the family's ``translate`` takes: ``direction`` (two-domain families), ``seed`` (style seed of
-multimodal families), ``reference`` (an image file: example / reference-guided), ``domain`` (StarGAN v2 target).
+"""Batch inference: translate a folder of images or a split of a sharded dataset with a model
+(``models:/NAME@champion``, a checkpoint folder, …) on Ray Data, writing PNGs to a folder or object storage.
 
-With ``seed``, style k of *every* input is drawn from ``seed + k`` (as MUNIT's test.py draws K styles once and
-applies each to all inputs), so output ``<name>_s<k>.png`` does not depend on the batch it was in. A condition the
-model does not take is a :class:`ConditionError` carrying the model's own one-line message.
+``read_binary_files`` (a folder) or :func:`pipelines.data.read_split` (shards) → ``map_batches(Translator)`` on
+an actor pool (one model per actor, on a GPU when the cluster has them) → every actor writes its PNGs to the
+output and returns one row per input (written, or skipped with the reason). A file that is not a readable image
+is skipped and listed, never fatal. An alias is resolved to its version once, on the driver, so every actor runs
+the same version even if ``@champion`` moves during the job; the summary (also written to
+``<output>/_i2i_translate.json``) names it.
+
+Conditions are what the family's ``translate`` takes: ``direction`` (two-domain families), ``seed`` (style seed
+of multimodal families), ``reference`` (an image file or URI: example / reference-guided), ``domain`` (StarGAN v2
+target). With ``seed``, style k of *every* input is drawn from ``seed + k`` (as MUNIT's test.py draws K styles once
+and applies each to all inputs), so output ``<name>_s<k>.png`` does not depend on the batch it was in. A condition
+the model does not take is a :class:`ConditionError` with the model's own one-line message, raised on the driver
+before any work is scheduled.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+import io
+import json
+import logging
+import posixpath
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
+from pydantic import Field
 
 from i2i_models.base import I2IModel
-from pipelines import tracking
-from pipelines.errors import ConditionError
+from pipelines import storage, tracking
+from pipelines.errors import ConditionError, DatasetError, StorageError
 from pipelines.importers import IMAGE_EXTS, BadImage, decode_rgb
 from pipelines.register import load_model
+from pipelines.schema import StrictModel
 
+log = logging.getLogger(__name__)
+SUMMARY_FILE = "_i2i_translate.json"
+
+
+class TranslateConfig(StrictModel):
+    batch_size: int = Field(default=16, gt=0)  # images per model call
+    concurrency: int = Field(default=1, gt=0)  # model replicas (Ray Data actors)
+    use_gpu: bool | None = None  # None: one GPU per replica when the cluster has GPUs
+    cpus_per_worker: float = Field(default=1.0, gt=0)
+    split: str | None = None  # the split read when the input is a sharded dataset; None: val, else test
+    max_pixels: int = Field(default=50_000_000, gt=0)  # decompression-bomb guard for input files
+    seed: int = 0  # default style seed of multimodal families (num_styles > 1)
 
 
 @dataclass(frozen=True)
 class TranslateResult:
-    model: str
-    written: int
-    skipped: list[tuple[str, str]]
-    out_dir: str
+    model: str  # as given
+    model_version: str  # the URI every replica loaded (an alias resolved to its version)
+    inputs: int
+    written: int  # output files
+    skipped: list[tuple[str, str]]  # (input name, reason)
+    output: str
 
 
-def _load_image(path: str, size: int, max_pixels: int) -> torch.Tensor:
-    """An image file → (3, size, size) in [-1, 1] (bicubic resize); raises BadImage."""
-    with open(path, "rb") as f:
-        im = decode_rgb(f.read(), max_pixels=max_pixels)
+def resolve_model_uri(uri: str, mlflow: tracking.MlflowConfig | None) -> str:
+    """``models:/NAME@alias`` → ``models:/NAME/VERSION`` (other URIs unchanged)."""
+    if not uri.startswith("models:/") or "@" not in uri:
+        return uri
+    name, alias = uri[len("models:/"):].rsplit("@", 1)
+    from pipelines.errors import RegistryError
+
+    try:
+        version = tracking.client(mlflow or tracking.MlflowConfig()).get_model_version_by_alias(name, alias).version
+    except Exception as err:  # noqa: BLE001 - MLflow raises its own exception types for a missing model/alias
+        raise RegistryError(f"{uri}: no such registered model or alias ({str(err).splitlines()[0]})") from None
+    return f"models:/{name}/{version}"
+
+
+def _to_input(im: Image.Image, size: int) -> torch.Tensor:
+    """An RGB image → (3, size, size) in [-1, 1] (bicubic resize)."""
     arr = np.asarray(im.resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32)
     return torch.from_numpy(arr).permute(2, 0, 1) / 127.5 - 1.0
 
@@ -55,48 +95,159 @@ def _styles(model: I2IModel, x: torch.Tensor, condition: dict[str, Any], num_sty
                              f"{message}") from err
 
 
-def translate_folder(model_uri: str, in_dir: str, out_dir: str, *, condition: dict[str, Any] | None = None,
-                     num_styles: int = 1, mlflow: tracking.MlflowConfig | None = None, batch_size: int = 8,
-                     seed: int = 0, size: int | None = None, max_pixels: int = 50_000_000) -> TranslateResult:
-    """Translate every image in ``in_dir`` into ``out_dir`` as ``<name>.png`` (``<name>_s<k>.png`` for k <
-    ``num_styles`` > 1). ``condition`` goes to ``model.translate``; a ``reference`` given as a path is loaded.
-    ``size``: the square size images are resized to (default: the model's ``image_size``; only fully
-    convolutional families — CycleGAN, UNIT, MUNIT — take other sizes)."""
-    model = load_model(model_uri, mlflow).eval()
-    size = size or model.config.image_size
-    condition = dict(condition or {})
+def _png(y: torch.Tensor) -> bytes:
+    img = ((y.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+class Translator:
+    """The Ray Data UDF: one model per actor; ``__call__`` translates a batch and writes its PNGs to ``output``.
+
+    A batch holds either ``bytes`` + ``name`` (files) or ``image`` + ``name`` (decoded shard samples, uint8 HWC)."""
+
+    def __init__(self, *, model_uri: str, mlflow: tracking.MlflowConfig | None, condition: dict, num_styles: int,
+                 size: int | None, output: str, max_pixels: int, reference: bytes | None = None):
+        self.model = load_model(model_uri, mlflow).eval()
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # Ray gives a GPU actor its GPU
+        self.model.nets.to(self.device)
+        self.size = size or self.model.config.image_size
+        self.condition, self.num_styles = dict(condition), num_styles
+        self.output, self.max_pixels = output, max_pixels
+        if reference is not None:
+            try:
+                ref = decode_rgb(reference, max_pixels=max_pixels)
+            except BadImage as err:
+                raise ConditionError(f"reference image: {err}") from None
+            self.condition["reference"] = _to_input(ref, self.size)[None].to(self.device)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        names, inputs, rows = [str(n) for n in batch["name"]], [], []
+        for i, name in enumerate(names):
+            try:
+                im = (decode_rgb(bytes(batch["bytes"][i]), max_pixels=self.max_pixels) if "bytes" in batch
+                      else Image.fromarray(np.asarray(batch["image"][i], dtype=np.uint8)))
+            except BadImage as err:
+                rows.append((name, 0, str(err)))
+                continue
+            inputs.append((name, _to_input(im, self.size)))
+        if inputs:
+            x = torch.stack([t for _, t in inputs]).to(self.device)
+            outputs = _styles(self.model, x, self.condition, self.num_styles)
+            for j, (name, _) in enumerate(inputs):
+                stem = posixpath.splitext(name)[0]
+                for k, out in enumerate(outputs):
+                    suffix = f"_s{k}" if self.num_styles > 1 else ""
+                    storage.write_bytes(storage.join(self.output, f"{stem}{suffix}.png"), _png(out[j]))
+                rows.append((name, len(outputs), ""))
+        return {"name": np.array([r[0] for r in rows], dtype=object),
+                "written": np.array([r[1] for r in rows], dtype=np.int64),
+                "error": np.array([r[2] for r in rows], dtype=object)}
+
+
+def _check_condition(model: I2IModel, condition: dict, num_styles: int, seed: int, reference: bytes | None,
+                     size: int | None, max_pixels: int) -> dict:
+    """The condition every replica will use, checked on one blank image here (fail before scheduling work)."""
+    condition = dict(condition)
     if num_styles < 1:
         raise ConditionError(f"num_styles must be ≥ 1, got {num_styles}")
     if num_styles > 1:
         if not model.multimodal:
             raise ConditionError(f"{model.name} is not multimodal: it makes one output per input (num_styles 1)")
-        if "reference" in condition:
+        if reference is not None:
             raise ConditionError("a reference gives one style: use a seed for num_styles > 1")
         condition.setdefault("seed", seed)
-    if isinstance(condition.get("reference"), str):
+    size = size or model.config.image_size
+    probe = dict(condition)
+    if reference is not None:
         try:
-            condition["reference"] = _load_image(condition["reference"], size, max_pixels)[None]
-        except (BadImage, OSError) as err:
-            raise ConditionError(f"reference image {condition['reference']}: {err}") from err
-    names = sorted(f for f in os.listdir(in_dir) if os.path.splitext(f)[1].lower() in IMAGE_EXTS)
-    os.makedirs(out_dir, exist_ok=True)
-    torch.manual_seed(seed)
-    skipped, written = [], 0
-    for i in range(0, len(names), batch_size):
-        batch, kept = [], []
-        for name in names[i:i + batch_size]:
-            try:
-                batch.append(_load_image(os.path.join(in_dir, name), size, max_pixels))
-                kept.append(name)
-            except BadImage as err:
-                skipped.append((name, str(err)))
-        if not batch:
-            continue
-        outputs = _styles(model, torch.stack(batch), condition, num_styles)
-        for k, out in enumerate(outputs):
-            suffix = f"_s{k}" if num_styles > 1 else ""
-            for name, y in zip(kept, out):
-                img = ((y.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
-                Image.fromarray(img).save(os.path.join(out_dir, os.path.splitext(name)[0] + suffix + ".png"))
-                written += 1
-    return TranslateResult(model_uri, written, skipped, os.path.abspath(out_dir))
+            probe["reference"] = _to_input(decode_rgb(reference, max_pixels=max_pixels), size)[None]
+        except BadImage as err:
+            raise ConditionError(f"reference image: {err}") from None
+    _styles(model.eval(), torch.zeros(1, getattr(model.config, "in_channels", 3), size, size), probe, 1)
+    return condition
+
+
+def _input_dataset(source: str, condition: dict, cfg: TranslateConfig):
+    """(a Ray Dataset with ``name`` + ``bytes`` or ``image`` columns, the number of inputs) for ``source``."""
+    import ray
+
+    from pipelines.data import TASK_CPUS, read_split
+    from pipelines.manifest import manifest_uri, read_manifest
+
+    manifest = source if source.endswith(".json") else manifest_uri(source)
+    if storage.exists(manifest):  # a sharded dataset: the split's images (domain A, or B for b2a)
+        m = read_manifest(manifest)
+        split = cfg.split or next((s for s in ("val", "test") if s in m.splits), "val")
+        if split not in m.splits:
+            raise DatasetError(f"dataset '{m.dataset}' has no split '{split}'; it has: {', '.join(m.splits)}")
+        domain = None
+        if m.data_mode == "unpaired":
+            domain = m.domains[1] if condition.get("direction") == "b2a" else m.domains[0]
+        shards = read_split(manifest, split, domain=domain, with_keys=True)
+        column = "input" if m.data_mode == "paired" else "image"
+        count = (m.splits[split].domains or {}).get(domain) if domain else m.splits[split].samples
+        ds = shards.dataset.map_batches(lambda b: {"name": b["key"], "image": b[column]}, batch_format="numpy",
+                                        zero_copy_batch=False, num_cpus=TASK_CPUS)
+        return ds, count if count is not None else ds.count()
+    files = [f.relpath for f in storage.list_files(source)
+             if posixpath.splitext(f.relpath)[1].lower() in IMAGE_EXTS and not f.relpath.startswith("_")]
+    if not files:
+        raise DatasetError(f"no image files ({', '.join(sorted(IMAGE_EXTS))}) under {storage.describe(source)}")
+    fs, root = storage.resolve(source)
+    ds = ray.data.read_binary_files([posixpath.join(root, f) for f in files], filesystem=fs, include_paths=True,
+                                    num_cpus=TASK_CPUS)
+    strip = len(root.rstrip("/")) + 1
+    ds = ds.map_batches(lambda b: {"name": np.array([p[strip:] for p in b["path"]], dtype=object),
+                                   "bytes": b["bytes"]}, batch_format="numpy", zero_copy_batch=False,
+                        num_cpus=TASK_CPUS)
+    return ds, len(files)
+
+
+def run_translate(model_uri: str, source: str, output: str, *, condition: dict[str, Any] | None = None,
+                  num_styles: int = 1, size: int | None = None, cfg: TranslateConfig | None = None,
+                  mlflow: tracking.MlflowConfig | None = None, ray_config=None) -> TranslateResult:
+    """Translate every image of ``source`` (a folder, local or ``s3://…``, or a sharded dataset's split) into
+    ``output`` as ``<name>.png`` (``<name>_s<k>.png`` for k < ``num_styles`` > 1), on Ray Data.
+    ``size``: the square size inputs are resized to (default: the model's ``image_size``; only fully
+    convolutional families — CycleGAN, UNIT, MUNIT — take other sizes)."""
+    import ray
+
+    from pipelines.cluster import init_ray
+
+    cfg = cfg or TranslateConfig()
+    mlflow = tracking.MlflowConfig(**{**(mlflow or tracking.MlflowConfig()).model_dump(),
+                                      "tracking_uri": (mlflow or tracking.MlflowConfig()).uri()})  # actors' cwd differs
+    source, output = storage.absolute(source), storage.absolute(output)
+    condition = dict(condition or {})
+    reference = condition.pop("reference", None)
+    if isinstance(reference, str):
+        try:
+            reference = storage.read_bytes(storage.absolute(reference))
+        except (OSError, StorageError) as err:
+            raise ConditionError(f"reference image {reference}: {err}") from err
+    resolved = resolve_model_uri(model_uri, mlflow)
+    condition = _check_condition(load_model(resolved, mlflow), condition, num_styles, cfg.seed, reference, size,
+                                 cfg.max_pixels)  # the replicas decode the reference bytes themselves
+
+    init_ray(ray_config)
+    use_gpu = cfg.use_gpu if cfg.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
+    ds, count = _input_dataset(source, condition, cfg)
+    log.info("translating %d inputs of %s with %s (%d replicas) -> %s", count, source, resolved, cfg.concurrency,
+             output)
+    rows = ds.map_batches(
+        Translator, batch_size=cfg.batch_size, batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=cfg.concurrency),
+        num_cpus=cfg.cpus_per_worker, num_gpus=1 if use_gpu else None,
+        fn_constructor_kwargs={"model_uri": resolved, "mlflow": mlflow, "condition": condition,
+                               "num_styles": num_styles, "size": size, "output": output,
+                               "max_pixels": cfg.max_pixels, "reference": reference},
+    ).select_columns(["name", "written", "error"]).take_all()
+    skipped = sorted((r["name"], r["error"]) for r in rows if r["error"])
+    for name, reason in skipped:
+        log.warning("skipped %s: %s", name, reason)
+    result = TranslateResult(model=model_uri, model_version=resolved, inputs=len(rows),
+                             written=int(sum(r["written"] for r in rows)), skipped=skipped, output=output)
+    storage.write_bytes(storage.join(output, SUMMARY_FILE), json.dumps(asdict(result), indent=1).encode())
+    return result

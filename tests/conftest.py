@@ -92,8 +92,10 @@ def free_ports(n: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def server(cmd: list[str], *, env: dict, ready_url: str, log_path, timeout: float = 300, group: bool = False):
-    """Run ``cmd`` until ``ready_url`` answers; on exit stop it by its PID (or its own process group)."""
+def server(cmd: list[str], *, env: dict, ready_url: str | None = None, ready=None, log_path, timeout: float = 300,
+           group: bool = False):
+    """Run ``cmd`` until ``ready_url`` answers (or ``ready()`` is true); on exit stop it by its PID (or its own
+    process group)."""
     import signal
     import subprocess
     import time
@@ -106,7 +108,10 @@ def server(cmd: list[str], *, env: dict, ready_url: str, log_path, timeout: floa
         deadline = time.time() + timeout
         while True:
             try:
-                urllib.request.urlopen(ready_url, timeout=2)
+                if ready is None:
+                    urllib.request.urlopen(ready_url, timeout=2)
+                elif not ready():
+                    raise OSError("not ready")
                 break
             except OSError:
                 if proc.poll() is not None or time.time() > deadline:
@@ -122,23 +127,36 @@ def server(cmd: list[str], *, env: dict, ready_url: str, log_path, timeout: floa
         log.close()
 
 
-@pytest.fixture(scope="session")
-def ray_head(s3_endpoint, tmp_path_factory):
-    """A real `ray start --head` cluster on 127.0.0.1 (dashboard = Jobs API), stopped by PID at the end."""
+def ray_start(temp, *, head: str | None = None, num_cpus: int = 2, object_store_memory: int = 800_000_000
+              ) -> tuple[list[str], dict, dict[str, int]]:
+    """(command, environment, ports) of a `ray start --block` head (``head`` None) or worker node joining ``head``
+    (its GCS address), on 127.0.0.1, with every port explicit: nothing taken from a fixed default (10001, 52365, …)
+    that a parallel run or a second node on this machine would clash with."""
     import shutil
     import sys
 
     bindir = os.path.dirname(sys.executable)
-    # every port the head would otherwise take from a fixed default (10001, 52365, …), so parallel runs don't clash
-    flags = ("port", "dashboard-port", "ray-client-server-port", "dashboard-agent-listen-port",
-             "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port", "node-manager-port",
-             "object-manager-port")
+    flags = ["dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
+             "runtime-env-agent-port", "node-manager-port", "object-manager-port"]
+    if head is None:
+        flags += ["port", "dashboard-port", "ray-client-server-port"]
     ports = dict(zip(flags, free_ports(len(flags))))
-    temp = tmp_path_factory.mktemp("rayhead")
     env = {**os.environ, "PATH": f"{bindir}:{os.environ.get('PATH', '')}", "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
-    cmd = [shutil.which("ray", path=bindir) or "ray", "start", "--head", "--block", "--num-cpus=2",
-           "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--temp-dir={temp}", "--disable-usage-stats",
-           "--object-store-memory=800000000", *(f"--{k}={v}" for k, v in ports.items())]
+    cmd = [shutil.which("ray", path=bindir) or "ray", "start", "--block", f"--num-cpus={num_cpus}",
+           f"--temp-dir={temp}", "--disable-usage-stats", f"--object-store-memory={object_store_memory}",
+           *(f"--{k}={v}" for k, v in ports.items())]
+    if head is None:
+        cmd += ["--head", "--include-dashboard=true", "--dashboard-host=127.0.0.1"]
+    else:
+        cmd += [f"--address={head}"]
+    return cmd, env, ports
+
+
+@pytest.fixture(scope="session")
+def ray_head(s3_endpoint, tmp_path_factory):
+    """A real `ray start --head` cluster on 127.0.0.1 (dashboard = Jobs API), stopped by PID at the end."""
+    temp = tmp_path_factory.mktemp("rayhead")
+    cmd, env, ports = ray_start(temp)
     address = f"http://127.0.0.1:{ports['dashboard-port']}"
     with server(cmd, env=env, ready_url=f"{address}/api/version", log_path=temp / "head.log", timeout=90):
         yield address

@@ -281,3 +281,33 @@ def test_secrets_only_by_reference():
             for container in group["template"]["spec"]["containers"]:
                 refs = [e["secretRef"]["name"] for e in container.get("envFrom", []) if "secretRef" in e]
                 assert refs == [SECRET_NAME], container["name"]
+
+
+RAY_UP = INFRA / "ray-up" / "aws.yaml"
+
+
+def test_ray_up_config_is_valid_for_rays_cluster_launcher_and_matches_the_k8s_cluster():
+    """`ray up` config: Ray's own schema for cluster configs accepts it; same image, a head without work, GPU
+    workers from 0, no credentials in the file."""
+    import json
+
+    import jsonschema
+    import ray.autoscaler
+
+    config = yaml.safe_load(RAY_UP.read_text())
+    schema = json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text())
+    jsonschema.validate(config, schema)
+    with pytest.raises(jsonschema.ValidationError):  # the schema is strict: a misspelt key is an error
+        jsonschema.validate({**config, "max_worker": 4}, schema)
+    assert config["docker"]["image"] == IMAGE
+    head = config["available_node_types"][config["head_node_type"]]
+    assert head["resources"] == {"CPU": 0}
+    assert any("--head" in c and "--num-cpus=0" in c for c in config["head_start_ray_commands"])
+    workers = [t for n, t in config["available_node_types"].items() if n != config["head_node_type"]]
+    assert [w["min_workers"] for w in workers] == [0] and workers[0]["max_workers"] <= config["max_workers"]
+    options = " ".join(config["docker"]["run_options"])
+    assert "RAY_AUTH_MODE=" in options and "--env-file" in options
+    env_file = options.split("--env-file", 1)[1].split()[0]
+    assert env_file in config["file_mounts"]  # the env file the container reads is the one synced to the node
+    assert not re.search(r"(AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN|MLFLOW_TRACKING_PASSWORD)\s*[=:]",
+                         RAY_UP.read_text())

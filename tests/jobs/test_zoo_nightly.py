@@ -1,18 +1,18 @@
 """A multimodal unpaired family (MUNIT) and the labeled one (StarGAN v2) through the whole pipeline as users run
 it: `ray job submit` of `jobs.nightly` with the family's demo config (shard → 2-worker training → evaluation →
-registry → promotion), then `i2i translate` from `@champion` in a fresh process with the family's conditions."""
+registry → promotion), then `i2i translate` (Ray Data replicas, each a fresh process that loads `@champion` from the
+registry) with the family's conditions."""
 
 import json
 import os
-import subprocess
-import sys
 
 import mlflow
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import REPO, submit
+from jobs import translate as translate_job
+from tests.conftest import submit
 
 TINY = {
     "munit": "{image_size: 32, dim: 8, n_res: 2, mlp_dim: 16, style_dim: 4, dis_dim: 8, dis_n_layer: 3, "
@@ -26,8 +26,8 @@ CONDITIONS = {"munit": [["--seed", "3", "--num-styles", "2"], ["--reference", "R
 
 
 @pytest.mark.parametrize("family", list(TINY))
-def test_nightly_registers_and_champion_translates_with_conditions(family, ray_head, mlflow_server, demo_root,
-                                                                   tmp_path):
+def test_nightly_registers_and_champion_translates_with_conditions(family, ray_head, ray_cluster, mlflow_server,
+                                                                   demo_root, tmp_path, capsys):
     shards = str(tmp_path / "shards")
     sets = {"shard.source": f"{demo_root}/{SOURCE[family]}", "shard.output": shards, "shard.load_size": 32,
             "shard.num_shards": 2, "model.args": TINY[family], "train.dataset": shards, "train.crop_size": 32,
@@ -61,13 +61,13 @@ def test_nightly_registers_and_champion_translates_with_conditions(family, ray_h
     outputs = []
     for i, condition in enumerate(CONDITIONS[family]):
         out = tmp_path / f"out{i}"
-        cmd = [sys.executable, "-m", "jobs.translate", "--set", f"mlflow.tracking_uri={mlflow_server}",
-               "--model", f"models:/{name}@champion", *[ref if c == "REF" else c for c in condition], str(src), str(out)]
-        p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
-        assert p.returncode == 0, p.stderr[-3000:]
-        outputs.append(sorted(os.listdir(out)))
+        args = ["--set", f"mlflow.tracking_uri={mlflow_server}", "--model", f"models:/{name}@champion",
+                *[ref if c == "REF" else c for c in condition], str(src), str(out)]
+        assert translate_job.main(args) == 0, capsys.readouterr().err[-3000:]
+        assert json.loads(capsys.readouterr().out)["model_version"].startswith(f"models:/{name}/")
+        outputs.append(sorted(f for f in os.listdir(out) if f.endswith(".png")))
         if "--num-styles" in condition:  # two styles of one input differ
-            first = sorted(out.iterdir())[:2]
+            first = sorted(out.glob("*.png"))[:2]
             a, b = (np.asarray(Image.open(x), dtype=np.int16) for x in first)
             assert a.shape == (32, 32, 3) and np.abs(a - b).max() > 0
     assert len(outputs[0]) == 4 and len(outputs[1]) == 2

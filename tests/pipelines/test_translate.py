@@ -1,4 +1,5 @@
-"""Translating folders with conditions, from tiny saved checkpoint folders (no cluster needed)."""
+"""Batch inference on Ray Data (the session's local cluster): folders on S3 or disk and sharded datasets in,
+PNGs out, with conditions; bad files skipped and listed; bad conditions refused before any work is scheduled."""
 
 import json
 import os
@@ -9,17 +10,24 @@ from PIL import Image
 
 from i2i_models.registry import get_model
 from jobs import translate as translate_job
-from pipelines.errors import ConditionError
-from pipelines.translate import translate_folder
+from pipelines import storage
+from pipelines.errors import ConditionError, DatasetError
+from pipelines.manifest import read_manifest
+from pipelines.shard import ShardConfig, run_shard
+from pipelines.translate import SUMMARY_FILE, TranslateConfig, run_translate
+from tests.conftest import BUCKET, upload_dir
 from tests.i2i_models.test_contract import TINY
 
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> str:
+    """Three images, one in a subfolder, a truncated PNG and a text file."""
     folder = tmp_path_factory.mktemp("in")
+    (folder / "sub").mkdir()
     rng = np.random.default_rng(0)
-    for name in ("a", "b", "c"):
+    for name in ("a", "b", "sub/c"):
         Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(folder / f"{name}.png")
+    (folder / "broken.png").write_bytes((folder / "a.png").read_bytes()[:60])
     (folder / "notes.txt").write_text("not an image")
     return str(folder)
 
@@ -34,50 +42,75 @@ def checkpoint(tmp_path_factory):
     return save
 
 
-def pixels(path) -> np.ndarray:
-    return np.asarray(Image.open(path), dtype=np.int16)
+def pixels(uri: str) -> np.ndarray:
+    import io
+
+    return np.asarray(Image.open(io.BytesIO(storage.read_bytes(uri))), dtype=np.int16)
 
 
-def test_munit_seeded_styles_and_reference(checkpoint, images, tmp_path):
+def test_cli_s3_folder_to_s3_with_styles_and_a_broken_file(ray_cluster, checkpoint, images, capsys):
     ckpt = checkpoint("munit")
-    r = translate_folder(ckpt, images, str(tmp_path / "s"), condition={"seed": 5}, num_styles=2, batch_size=2,
-                         size=32)
-    assert r.written == 6 and sorted(os.listdir(tmp_path / "s")) == [f"{n}_s{k}.png" for n in "abc" for k in (0, 1)]
-    s0, s1 = pixels(tmp_path / "s" / "a_s0.png"), pixels(tmp_path / "s" / "a_s1.png")
-    assert s0.shape == (32, 32, 3) and np.abs(s0 - s1).max() > 0  # two styles, two outputs
-    again = translate_folder(ckpt, images, str(tmp_path / "again"), condition={"seed": 5}, num_styles=2,
-                             batch_size=3, size=32)  # other batching: the same pictures (style k = seed + k)
-    assert again.written == 6
-    assert np.array_equal(pixels(tmp_path / "again" / "c_s1.png"), pixels(tmp_path / "s" / "c_s1.png"))
-    ref = translate_folder(ckpt, images, str(tmp_path / "ref"), size=32,
-                           condition={"reference": os.path.join(images, "b.png"), "direction": "b2a"})
-    assert ref.written == 3 and sorted(os.listdir(tmp_path / "ref")) == ["a.png", "b.png", "c.png"]
-    with pytest.raises(ConditionError, match="give at most one of seed, reference, style"):
-        translate_folder(ckpt, images, str(tmp_path / "x"), size=32,
-                         condition={"seed": 1, "reference": os.path.join(images, "b.png")})
-
-
-def test_stargan_v2_target_domain(checkpoint, images, tmp_path):
-    ckpt = checkpoint("stargan_v2")
-    r = translate_folder(ckpt, images, str(tmp_path / "d1"), condition={"domain": 1, "seed": 0})
-    assert r.written == 3 and pixels(tmp_path / "d1" / "a.png").shape == (32, 32, 3)
-    translate_folder(ckpt, images, str(tmp_path / "d2"), condition={"domain": 2, "seed": 0})
-    assert np.abs(pixels(tmp_path / "d1" / "a.png") - pixels(tmp_path / "d2" / "a.png")).max() > 0
-    with pytest.raises(ConditionError, match="domain"):
-        translate_folder(ckpt, images, str(tmp_path / "x"))  # the target domain is required
-    with pytest.raises(ConditionError, match=r"domain must be in \[0, 3\)"):
-        translate_folder(ckpt, images, str(tmp_path / "x"), condition={"domain": 7})
-
-
-def test_cli_flags_and_one_line_errors(checkpoint, images, tmp_path, capsys):
-    munit, cyclegan = checkpoint("munit"), checkpoint("cyclegan")
-    args = ["--model", munit, "--seed", "3", "--num-styles", "3", "--size", "32", images, str(tmp_path / "m")]
+    upload_dir(images, BUCKET, "translate/in")
+    out = f"s3://{BUCKET}/translate/out"
+    args = ["--model", ckpt, "--seed", "5", "--num-styles", "2", "--size", "32", "--set", "translate.batch_size=2",
+            f"s3://{BUCKET}/translate/in", out]
     assert translate_job.main(args) == 0
-    assert json.loads(capsys.readouterr().out)["written"] == 9
-    assert translate_job.main(["--model", cyclegan, "--direction", "b2a", images, str(tmp_path / "c")]) == 0
-    capsys.readouterr()
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["inputs"], summary["written"]) == (4, 6)  # 3 images × 2 styles; the text file is not an input
+    assert summary["skipped"] == [["broken.png", "unreadable or truncated image: image file is truncated"]]
+    listed = sorted(f.relpath for f in storage.list_files(out))
+    assert listed == [SUMMARY_FILE, "a_s0.png", "a_s1.png", "b_s0.png", "b_s1.png", "sub/c_s0.png", "sub/c_s1.png"]
+    assert json.loads(storage.read_bytes(f"{out}/{SUMMARY_FILE}"))["written"] == 6
+    s0, s1 = pixels(f"{out}/a_s0.png"), pixels(f"{out}/a_s1.png")
+    assert s0.shape == (32, 32, 3) and np.abs(s0 - s1).max() > 0  # two styles, two outputs
+    # other batching, local output: the same pictures (style k = seed + k for every input)
+    again = run_translate(ckpt, images, f"{images}-again", condition={"seed": 5}, num_styles=2, size=32,
+                          cfg=TranslateConfig(batch_size=3))
+    assert again.written == 6
+    assert np.array_equal(pixels(f"{images}-again/sub/c_s1.png"), pixels(f"{out}/sub/c_s1.png"))
+    ref = run_translate(ckpt, images, f"{images}-ref", size=32,
+                        condition={"reference": os.path.join(images, "b.png"), "direction": "b2a"})
+    assert ref.written == 3 and sorted(os.listdir(f"{images}-ref")) == [SUMMARY_FILE, "a.png", "b.png", "sub"]
+
+
+def test_bad_conditions_fail_on_the_driver_with_one_line(checkpoint, images, tmp_path, capsys):
+    """No Ray needed: the model is checked before any work is scheduled."""
+    munit, cyclegan, stargan = checkpoint("munit"), checkpoint("cyclegan"), checkpoint("stargan_v2")
+    with pytest.raises(ConditionError, match="give at most one of seed, reference, style"):
+        run_translate(munit, images, str(tmp_path / "x"), size=32,
+                      condition={"seed": 1, "reference": os.path.join(images, "b.png")})
+    with pytest.raises(ConditionError, match="domain"):
+        run_translate(stargan, images, str(tmp_path / "x"))  # the target domain is required
+    with pytest.raises(ConditionError, match=r"domain must be in \[0, 3\)"):
+        run_translate(stargan, images, str(tmp_path / "x"), condition={"domain": 7})
+    with pytest.raises(ConditionError, match="reference image"):
+        run_translate(munit, images, str(tmp_path / "x"), condition={"reference": os.path.join(images, "broken.png")})
     assert translate_job.main(["--model", cyclegan, "--seed", "1", images, str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "seed" in err and "cyclegan" in err
     assert translate_job.main(["--model", cyclegan, "--num-styles", "2", images, str(tmp_path / "x")]) == 2
     assert "not multimodal" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "x")
+
+
+def test_stargan_v2_target_domain(ray_cluster, checkpoint, images, tmp_path):
+    ckpt = checkpoint("stargan_v2")
+    r = run_translate(ckpt, images, str(tmp_path / "d1"), condition={"domain": 1, "seed": 0})
+    assert r.written == 3 and pixels(str(tmp_path / "d1" / "a.png")).shape == (32, 32, 3)
+    run_translate(ckpt, images, str(tmp_path / "d2"), condition={"domain": 2, "seed": 0})
+    assert np.abs(pixels(str(tmp_path / "d1" / "a.png")) - pixels(str(tmp_path / "d2" / "a.png"))).max() > 0
+
+
+def test_sharded_dataset_in(ray_cluster, checkpoint, demo_root, tmp_path):
+    """A shard folder as input: the split's domain-B images for b2a, named by their sample keys."""
+    shards = str(tmp_path / "shards")
+    run_shard(ShardConfig(source=f"{demo_root}/photo2winter", output=shards, load_size=32, num_shards=2))
+    m = read_manifest(shards)
+    r = run_translate(checkpoint("cyclegan"), shards, str(tmp_path / "out"), condition={"direction": "b2a"},
+                      cfg=TranslateConfig(batch_size=4))  # CycleGAN layout: the test split
+    assert r.inputs == r.written == m.splits["test"].domains["B"] and not r.skipped
+    assert len([f for f in os.listdir(tmp_path / "out") if f.endswith(".png")]) == r.written
+    with pytest.raises(DatasetError, match="no split 'nope'"):
+        run_translate(checkpoint("cyclegan"), shards, str(tmp_path / "x"), cfg=TranslateConfig(split="nope"))
+    with pytest.raises(DatasetError, match="no image files"):
+        run_translate(checkpoint("cyclegan"), str(tmp_path / "out-missing"), str(tmp_path / "x"))
