@@ -1,9 +1,7 @@
 """Batch inference on Ray Data: i2i translate --model models:/i2i-pix2pix-edges2photo@champion INPUT OUTPUT
-INPUT: a folder of images (local or s3://…) or a sharded dataset (its folder or manifest; --set translate.split=…).
-OUTPUT: a folder (local or s3://…) that gets <name>.png per input and _i2i_translate.json (the summary).
-Conditions: --direction b2a (two-domain families), --seed N [--num-styles K] (multimodal: K outputs <name>_s<k>.png),
---reference IMAGE (example-guided), --domain N (StarGAN v2 target domain index).
-Replicas, batch size, GPUs: --set translate.concurrency=4 --set translate.batch_size=32 (see TranslateConfig)."""
+INPUT: images in a folder or a sharded dataset; OUTPUT: a folder for <name>.png (both local or s3://…).
+Conditions: --direction b2a, --seed N [--num-styles K] (multimodal: K outputs <name>_s<k>.png), --reference IMAGE,
+--domain N (StarGAN v2). Replicas, batch: --set translate.concurrency=4 --set translate.batch_size=32."""
 
 import sys
 from dataclasses import asdict

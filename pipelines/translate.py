@@ -32,7 +32,7 @@ from pydantic import Field
 
 from i2i_models.base import I2IModel
 from pipelines import storage, tracking
-from pipelines.errors import ConditionError, DatasetError, StorageError
+from pipelines.errors import ConditionError, DatasetError, RegistryError, StorageError
 from pipelines.importers import IMAGE_EXTS, BadImage, decode_rgb
 from pipelines.register import load_model
 from pipelines.schema import StrictModel
@@ -57,7 +57,8 @@ class TranslateResult:
     model_version: str  # the URI every replica loaded (an alias resolved to its version)
     inputs: int
     written: int  # output files
-    skipped: list[tuple[str, str]]  # (input name, reason)
+    skipped: list[tuple[str, str]]  # (input name, reason): not an image, truncated, too large, undecodable sample
+    ignored: int  # files in the input folder that are not images by their extension (never read)
     output: str
 
 
@@ -66,8 +67,6 @@ def resolve_model_uri(uri: str, mlflow: tracking.MlflowConfig | None) -> str:
     if not uri.startswith("models:/") or "@" not in uri:
         return uri
     name, alias = uri[len("models:/"):].rsplit("@", 1)
-    from pipelines.errors import RegistryError
-
     try:
         version = tracking.client(mlflow or tracking.MlflowConfig()).get_model_version_by_alias(name, alias).version
     except Exception as err:  # noqa: BLE001 - MLflow raises its own exception types for a missing model/alias
@@ -95,6 +94,14 @@ def _styles(model: I2IModel, x: torch.Tensor, condition: dict[str, Any], num_sty
                              f"{message}") from err
 
 
+def _reference(data: bytes, size: int, max_pixels: int) -> torch.Tensor:
+    """A reference image file's bytes → (1, 3, size, size); ConditionError when it is not a readable image."""
+    try:
+        return _to_input(decode_rgb(data, max_pixels=max_pixels), size)[None]
+    except BadImage as err:
+        raise ConditionError(f"reference image: {err}") from None
+
+
 def _png(y: torch.Tensor) -> bytes:
     img = ((y.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
     buf = io.BytesIO()
@@ -116,11 +123,7 @@ class Translator:
         self.condition, self.num_styles = dict(condition), num_styles
         self.output, self.max_pixels = output, max_pixels
         if reference is not None:
-            try:
-                ref = decode_rgb(reference, max_pixels=max_pixels)
-            except BadImage as err:
-                raise ConditionError(f"reference image: {err}") from None
-            self.condition["reference"] = _to_input(ref, self.size)[None].to(self.device)
+            self.condition["reference"] = _reference(reference, self.size, max_pixels).to(self.device)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names, inputs, rows = [str(n) for n in batch["name"]], [], []
@@ -159,50 +162,59 @@ def _check_condition(model: I2IModel, condition: dict, num_styles: int, seed: in
             raise ConditionError("a reference gives one style: use a seed for num_styles > 1")
         condition.setdefault("seed", seed)
     size = size or model.config.image_size
-    probe = dict(condition)
-    if reference is not None:
-        try:
-            probe["reference"] = _to_input(decode_rgb(reference, max_pixels=max_pixels), size)[None]
-        except BadImage as err:
-            raise ConditionError(f"reference image: {err}") from None
+    probe = {**condition, **({"reference": _reference(reference, size, max_pixels)} if reference is not None else {})}
     _styles(model.eval(), torch.zeros(1, getattr(model.config, "in_channels", 3), size, size), probe, 1)
     return condition
 
 
-def _input_dataset(source: str, condition: dict, cfg: TranslateConfig):
-    """(a Ray Dataset with ``name`` + ``bytes`` or ``image`` columns, the number of inputs) for ``source``."""
+@dataclass
+class _Inputs:
+    dataset: Any  # ray.data.Dataset with ``name`` and ``bytes`` (files) or ``image`` (decoded shard samples)
+    count: int
+    ignored: int = 0  # non-image files
+    shards: Any = None  # the ShardDataset (its undecodable samples are skipped and reported)
+
+
+def _folder_inputs(source: str) -> _Inputs:
     import ray
 
-    from pipelines.data import TASK_CPUS, read_split
-    from pipelines.manifest import manifest_uri, read_manifest
+    from pipelines.data import TASK_CPUS
 
-    manifest = source if source.endswith(".json") else manifest_uri(source)
-    if storage.exists(manifest):  # a sharded dataset: the split's images (domain A, or B for b2a)
-        m = read_manifest(manifest)
-        split = cfg.split or next((s for s in ("val", "test") if s in m.splits), "val")
-        if split not in m.splits:
-            raise DatasetError(f"dataset '{m.dataset}' has no split '{split}'; it has: {', '.join(m.splits)}")
-        domain = None
-        if m.data_mode == "unpaired":
-            domain = m.domains[1] if condition.get("direction") == "b2a" else m.domains[0]
-        shards = read_split(manifest, split, domain=domain, with_keys=True)
-        column = "input" if m.data_mode == "paired" else "image"
-        count = (m.splits[split].domains or {}).get(domain) if domain else m.splits[split].samples
-        ds = shards.dataset.map_batches(lambda b: {"name": b["key"], "image": b[column]}, batch_format="numpy",
-                                        zero_copy_batch=False, num_cpus=TASK_CPUS)
-        return ds, count if count is not None else ds.count()
-    files = [f.relpath for f in storage.list_files(source)
-             if posixpath.splitext(f.relpath)[1].lower() in IMAGE_EXTS and not f.relpath.startswith("_")]
+    listed = [f.relpath for f in storage.list_files(source)]
+    files = [f for f in listed if posixpath.splitext(f)[1].lower() in IMAGE_EXTS]
     if not files:
         raise DatasetError(f"no image files ({', '.join(sorted(IMAGE_EXTS))}) under {storage.describe(source)}")
+    by_stem: dict[str, list[str]] = {}
+    for f in files:
+        by_stem.setdefault(posixpath.splitext(f)[0], []).append(f)
+    if clashes := [names for names in by_stem.values() if len(names) > 1]:
+        raise DatasetError(f"inputs {' and '.join(clashes[0])} would both be written as "
+                           f"{posixpath.splitext(clashes[0][0])[0]}.png ({len(clashes)} such clashes); rename them")
     fs, root = storage.resolve(source)
-    ds = ray.data.read_binary_files([posixpath.join(root, f) for f in files], filesystem=fs, include_paths=True,
-                                    num_cpus=TASK_CPUS)
     strip = len(root.rstrip("/")) + 1
-    ds = ds.map_batches(lambda b: {"name": np.array([p[strip:] for p in b["path"]], dtype=object),
-                                   "bytes": b["bytes"]}, batch_format="numpy", zero_copy_batch=False,
-                        num_cpus=TASK_CPUS)
-    return ds, len(files)
+    ds = ray.data.read_binary_files([posixpath.join(root, f) for f in files], filesystem=fs, include_paths=True,
+                                    num_cpus=TASK_CPUS).map_batches(
+        lambda b: {"name": np.array([p[strip:] for p in b["path"]], dtype=object), "bytes": b["bytes"]},
+        batch_format="numpy", zero_copy_batch=False, num_cpus=TASK_CPUS)
+    return _Inputs(ds, len(files), ignored=len(listed) - len(files))
+
+
+def _shard_inputs(manifest: str, split: str | None, direction: str | None) -> _Inputs:
+    """The split's images (paired: the inputs; two-domain: domain A, or B for b2a; labeled: all), named by key."""
+    from pipelines.data import TASK_CPUS, read_split
+    from pipelines.manifest import read_manifest
+
+    m = read_manifest(manifest)
+    split = split or next((s for s in ("val", "test") if s in m.splits), "val")
+    if split not in m.splits:
+        raise DatasetError(f"dataset '{m.dataset}' has no split '{split}'; it has: {', '.join(m.splits)}")
+    domain = (m.domains[1] if direction == "b2a" else m.domains[0]) if m.data_mode == "unpaired" else None
+    shards = read_split(manifest, split, domain=domain, with_keys=True)
+    column = "input" if m.data_mode == "paired" else "image"
+    ds = shards.dataset.map_batches(lambda b: {"name": b["key"], "image": b[column]}, batch_format="numpy",
+                                    zero_copy_batch=False, num_cpus=TASK_CPUS)
+    count = m.splits[split].domains.get(domain, 0) if domain else m.splits[split].samples
+    return _Inputs(ds, count, shards=shards)
 
 
 def run_translate(model_uri: str, source: str, output: str, *, condition: dict[str, Any] | None = None,
@@ -216,9 +228,11 @@ def run_translate(model_uri: str, source: str, output: str, *, condition: dict[s
 
     from pipelines.cluster import init_ray
 
+    from pipelines.manifest import manifest_uri
+
     cfg = cfg or TranslateConfig()
-    mlflow = tracking.MlflowConfig(**{**(mlflow or tracking.MlflowConfig()).model_dump(),
-                                      "tracking_uri": (mlflow or tracking.MlflowConfig()).uri()})  # actors' cwd differs
+    mlflow = mlflow or tracking.MlflowConfig()
+    mlflow = mlflow.model_copy(update={"tracking_uri": mlflow.uri()})  # the actors' working directory differs
     source, output = storage.absolute(source), storage.absolute(output)
     condition = dict(condition or {})
     reference = condition.pop("reference", None)
@@ -233,10 +247,12 @@ def run_translate(model_uri: str, source: str, output: str, *, condition: dict[s
 
     init_ray(ray_config)
     use_gpu = cfg.use_gpu if cfg.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
-    ds, count = _input_dataset(source, condition, cfg)
-    log.info("translating %d inputs of %s with %s (%d replicas) -> %s", count, source, resolved, cfg.concurrency,
-             output)
-    rows = ds.map_batches(
+    manifest = source if source.endswith(".json") else manifest_uri(source)
+    inputs = (_shard_inputs(manifest, cfg.split, condition.get("direction")) if storage.exists(manifest)
+              else _folder_inputs(source))
+    log.info("translating %d inputs of %s with %s (%d replicas) -> %s", inputs.count, source, resolved,
+             cfg.concurrency, output)
+    rows = inputs.dataset.map_batches(
         Translator, batch_size=cfg.batch_size, batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=cfg.concurrency),
         num_cpus=cfg.cpus_per_worker, num_gpus=1 if use_gpu else None,
@@ -244,10 +260,13 @@ def run_translate(model_uri: str, source: str, output: str, *, condition: dict[s
                                "num_styles": num_styles, "size": size, "output": output,
                                "max_pixels": cfg.max_pixels, "reference": reference},
     ).select_columns(["name", "written", "error"]).take_all()
-    skipped = sorted((r["name"], r["error"]) for r in rows if r["error"])
+    # samples of a shard that did not decode never reached a replica: read_split skipped and recorded them
+    undecoded = [(f"{url}:{key}", reason) for url, key, reason in inputs.shards.skipped()] if inputs.shards else []
+    skipped = sorted((r["name"], r["error"]) for r in rows if r["error"]) + undecoded
     for name, reason in skipped:
         log.warning("skipped %s: %s", name, reason)
-    result = TranslateResult(model=model_uri, model_version=resolved, inputs=len(rows),
-                             written=int(sum(r["written"] for r in rows)), skipped=skipped, output=output)
+    result = TranslateResult(model=model_uri, model_version=resolved, inputs=len(rows) + len(undecoded),
+                             written=int(sum(r["written"] for r in rows)), skipped=skipped, ignored=inputs.ignored,
+                             output=output)
     storage.write_bytes(storage.join(output, SUMMARY_FILE), json.dumps(asdict(result), indent=1).encode())
     return result

@@ -78,6 +78,45 @@ def demo_root(tmp_path_factory) -> str:
     return str(out)
 
 
+def truncate_first_sample(folder: str, split: str, *, rehash: bool = True) -> str:
+    """Truncate the first file of the first shard of ``split`` (so that sample no longer decodes) and, with
+    ``rehash``, record the shard's new hash in the manifest (so it passes the integrity check). Its key."""
+    import io
+    import tarfile
+
+    from pipelines import manifest as mf
+
+    m = mf.read_manifest(folder)
+    entry = m.splits[split].shards[0]
+    path = os.path.join(folder, entry.path)
+    with tarfile.open(path) as tar:
+        members = [(mem, tar.extractfile(mem).read()) for mem in tar.getmembers()]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for i, (mem, data) in enumerate(members):
+            data = data[:50] if i == 0 else data
+            mem.size = len(data)
+            tar.addfile(mem, io.BytesIO(data))
+    with open(path, "wb") as f:
+        f.write(buf.getvalue())
+    if rehash:
+        rehash_shards(folder, split)
+    return members[0][0].name.split(".")[0]
+
+
+def rehash_shards(folder: str, split: str) -> None:
+    """Rewrite the manifest with the current size and sha256 of every shard of ``split``."""
+    from pipelines import manifest as mf
+
+    m = mf.read_manifest(folder)
+    shards = []
+    for s in m.splits[split].shards:
+        digest, size = mf.sha256_of(os.path.join(folder, s.path))
+        shards.append(s.model_copy(update={"sha256": digest, "bytes": size}))
+    splits = {**m.splits, split: m.splits[split].model_copy(update={"shards": shards})}
+    mf.write_manifest(folder, m.model_copy(update={"splits": splits}))
+
+
 def free_ports(n: int) -> list[int]:
     """``n`` distinct free ports on 127.0.0.1 (every probe socket stays bound until all are chosen)."""
     import socket

@@ -24,7 +24,7 @@ def test_unknown_key_names_it_and_lists_valid_keys():
 
 def test_unknown_section():
     with pytest.raises(ConfigError, match=r"unknown key 'shrad' \(did you mean 'shard'\?\); valid keys here: .*ray, "
-                                          r"registry, shard, train, tune"):
+                                          r"registry, shard, train, translate, tune"):
         load_config(None, ["shrad.source=x"])
 
 

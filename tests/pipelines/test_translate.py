@@ -15,7 +15,7 @@ from pipelines.errors import ConditionError, DatasetError
 from pipelines.manifest import read_manifest
 from pipelines.shard import ShardConfig, run_shard
 from pipelines.translate import SUMMARY_FILE, TranslateConfig, run_translate
-from tests.conftest import BUCKET, upload_dir
+from tests.conftest import BUCKET, truncate_first_sample, upload_dir
 from tests.i2i_models.test_contract import TINY
 
 
@@ -58,6 +58,7 @@ def test_cli_s3_folder_to_s3_with_styles_and_a_broken_file(ray_cluster, checkpoi
     summary = json.loads(capsys.readouterr().out)
     assert (summary["inputs"], summary["written"]) == (4, 6)  # 3 images × 2 styles; the text file is not an input
     assert summary["skipped"] == [["broken.png", "unreadable or truncated image: image file is truncated"]]
+    assert summary["ignored"] == 1  # notes.txt
     listed = sorted(f.relpath for f in storage.list_files(out))
     assert listed == [SUMMARY_FILE, "a_s0.png", "a_s1.png", "b_s0.png", "b_s1.png", "sub/c_s0.png", "sub/c_s1.png"]
     assert json.loads(storage.read_bytes(f"{out}/{SUMMARY_FILE}"))["written"] == 6
@@ -101,8 +102,9 @@ def test_stargan_v2_target_domain(ray_cluster, checkpoint, images, tmp_path):
     assert np.abs(pixels(str(tmp_path / "d1" / "a.png")) - pixels(str(tmp_path / "d2" / "a.png"))).max() > 0
 
 
-def test_sharded_dataset_in(ray_cluster, checkpoint, demo_root, tmp_path):
-    """A shard folder as input: the split's domain-B images for b2a, named by their sample keys."""
+def test_sharded_datasets_in(ray_cluster, checkpoint, demo_root, tmp_path):
+    """A shard folder as input: the split's domain-B images for b2a, named by their sample keys; a paired split's
+    inputs, where a sample that does not decode is skipped and listed."""
     shards = str(tmp_path / "shards")
     run_shard(ShardConfig(source=f"{demo_root}/photo2winter", output=shards, load_size=32, num_shards=2))
     m = read_manifest(shards)
@@ -110,7 +112,21 @@ def test_sharded_dataset_in(ray_cluster, checkpoint, demo_root, tmp_path):
                       cfg=TranslateConfig(batch_size=4))  # CycleGAN layout: the test split
     assert r.inputs == r.written == m.splits["test"].domains["B"] and not r.skipped
     assert len([f for f in os.listdir(tmp_path / "out") if f.endswith(".png")]) == r.written
+
+    paired = str(tmp_path / "paired")
+    run_shard(ShardConfig(source=f"{demo_root}/edges2photo", output=paired, load_size=32, num_shards=1))
+    key = truncate_first_sample(paired, "val")
+    r = run_translate(checkpoint("pix2pix"), f"{paired}/manifest.json", str(tmp_path / "p"))
+    assert r.inputs == read_manifest(paired).splits["val"].samples and r.written == r.inputs - 1
+    assert [name.rsplit(":", 1)[1] for name, _ in r.skipped] == [key]
+    assert not os.path.exists(tmp_path / "p" / f"{key}.png")
+
     with pytest.raises(DatasetError, match="no split 'nope'"):
         run_translate(checkpoint("cyclegan"), shards, str(tmp_path / "x"), cfg=TranslateConfig(split="nope"))
     with pytest.raises(DatasetError, match="no image files"):
         run_translate(checkpoint("cyclegan"), str(tmp_path / "out-missing"), str(tmp_path / "x"))
+    (tmp_path / "clash").mkdir()
+    for name in ("a.png", "a.jpg"):
+        Image.new("RGB", (8, 8)).save(tmp_path / "clash" / name)
+    with pytest.raises(DatasetError, match="a.jpg and a.png would both be written as a.png"):
+        run_translate(checkpoint("cyclegan"), str(tmp_path / "clash"), str(tmp_path / "x"))
