@@ -10,6 +10,7 @@ import time
 
 import yaml
 
+from jobs import translate as translate_job
 from pipelines import storage
 from tests.conftest import BUCKET, REPO, ray_cli, submit
 
@@ -24,7 +25,7 @@ def summary_of(stdout: str) -> dict:
 
 
 def test_double_triggered_nightly_trains_each_model_once_then_champion_serves_and_gate_holds(
-        ray_head, ray_cluster, mlflow_server, demo_root, tmp_path):
+        ray_head, ray_cluster, mlflow_server, demo_root, tmp_path, capsys):
     import mlflow
 
     late = tmp_path / "late"  # the second model's data has not arrived yet: its shard step fails tonight
@@ -88,21 +89,21 @@ def test_double_triggered_nightly_trains_each_model_once_then_champion_serves_an
     assert stored["status"] == "succeeded" and stored["details"]["p2p-late"]["promote"]["decision"] == "promoted"
     assert {"l1", "psnr", "ssim", "fid", "kid"} <= set(stored["details"]["p2p-edges"]["evaluate"]["metrics"])
 
-    champion_serves(mlflow_server, demo_root, tmp_path)
+    champion_serves(mlflow_server, demo_root, tmp_path, capsys)
     gate_holds(client, mlflow_server, f"s3://{BUCKET}/sched/edges2photo/{date}", tmp_path)
 
 
-def champion_serves(mlflow_server: str, demo_root: str, tmp_path) -> None:
-    """A fresh process loads the champion from the registry and translates a folder."""
+def champion_serves(mlflow_server: str, demo_root: str, tmp_path, capsys) -> None:
+    """`i2i translate` of a folder with `@champion`: the Ray Data replicas (fresh processes) load it from the
+    registry."""
     src = tmp_path / "in"
     src.mkdir()
     for f in sorted(os.listdir(f"{demo_root}/edges2photo/val"))[:3]:
         shutil.copy(f"{demo_root}/edges2photo/val/{f}", src / f)
-    out = subprocess.run([sys.executable, "-m", "jobs.translate", "--set", f"mlflow.tracking_uri={mlflow_server}",
-                          "--model", "models:/i2i-pix2pix-edges2photo@champion", str(src), str(tmp_path / "out")],
-                         cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert json.loads(out.stdout[out.stdout.index("{"):])["written"] == 3
+    capsys.readouterr()
+    assert translate_job.main(["--set", f"mlflow.tracking_uri={mlflow_server}", "--model",
+                               "models:/i2i-pix2pix-edges2photo@champion", str(src), str(tmp_path / "out")]) == 0
+    assert json.loads(capsys.readouterr().out)["written"] == 3
     assert len([f for f in os.listdir(tmp_path / "out") if f.endswith(".png")]) == 3
 
 

@@ -1,6 +1,6 @@
 """The unpaired families train on Ray Train with 2 CPU workers from shards (the larger domain leads each epoch, the
-other one cycles unsplit). MUNIT and StarGAN v2 (labeled, EMA copies not DDP-wrapped) run the same way end to end
-in tests/jobs/test_zoo_nightly.py."""
+other one cycles unsplit): UNIT here; CycleGAN on two nodes in tests/jobs/test_multinode.py; MUNIT and StarGAN v2
+(labeled, EMA copies not DDP-wrapped) end to end in tests/jobs/test_zoo_nightly.py."""
 
 import pytest
 import torch
@@ -11,10 +11,9 @@ from pipelines.tracking import MlflowConfig
 from pipelines.train import TrainConfig, run_train
 
 TINY = {
-    "cyclegan": {"image_size": 32, "ngf": 8, "ndf": 8, "n_blocks": 2, "n_epochs": 1, "n_epochs_decay": 1},
     "unit": {"image_size": 32, "dim": 8, "n_res": 2, "dis_dim": 8, "dis_n_layer": 3, "dis_num_scales": 2},
 }
-DATASET = {"cyclegan": "photo2winter", "unit": "photo2winter"}
+DATASET = {"unit": "photo2winter"}
 
 
 @pytest.fixture(scope="module")
