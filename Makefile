@@ -23,3 +23,4 @@ test: venv
 bench: venv
 	$(VENV)/bin/python benchmarks/shard_throughput.py
 	$(VENV)/bin/python benchmarks/train_step.py
+	$(VENV)/bin/python benchmarks/translate_throughput.py
