@@ -36,19 +36,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from i2i_models.registry import get_model, get_model_class, list_models  # noqa: E402
 
 
-def make_batch(model, batch: int, size: int, device: torch.device) -> dict:
-    img = lambda: torch.rand(batch, 3, size, size, device=device) * 2 - 1  # noqa: E731
-    if model.data_mode == "paired":
-        return {"input": img(), "target": img()}
-    if model.data_mode == "unpaired":
-        return {"real_a": img(), "real_b": img()}
-    if model.data_mode == "labeled":  # a source image and its domain; two references of the target domain
-        k = model.config.num_domains
-        dom = lambda: torch.randint(0, k, (batch,), device=device)  # noqa: E731
-        return {"image": img(), "domain": dom(), "ref": img(), "ref2": img(), "ref_domain": dom()}
-    raise ValueError(f"no benchmark batch for data mode {model.data_mode}")
-
-
 def reset_cpu_peak() -> bool:
     """Linux: hand freed heap back (else the next family reuses it and shows no growth) and reset the peak RSS."""
     try:
@@ -71,7 +58,7 @@ def measure(name: str, size: int, batch: int, warmup: int, steps: int, device: t
     model.amp_dtype = torch.bfloat16 if bf16 else None
     model.setup_optimizers()
     trained = {id(p): p.numel() for opt in model.optimizers.values() for g in opt.param_groups for p in g["params"]}
-    data = make_batch(model, batch, size, device)
+    data = model.example_batch(batch, size, device=device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for s in range(warmup):  # cuDNN autotune, allocator, lazy state (optimizer moments, EMA reset at step 0)
         model.train_step(data, s)

@@ -103,6 +103,21 @@ class I2IModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # so a logged model serves like any nn.Module
         return self.translate(x)
 
+    def example_batch(self, n: int = 2, size: int | None = None, *, generator: torch.Generator | None = None,
+                      device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        """A random batch of what ``train_step`` reads for this data mode (images in [-1, 1], ``size`` px,
+        default ``image_size``): for tests and benchmarks."""
+        size = size or self.config.image_size
+        img = lambda: (torch.rand(n, 3, size, size, generator=generator) * 2 - 1).to(device)  # noqa: E731
+        if self.data_mode == "paired":
+            return {"input": img(), "target": img()}
+        if self.data_mode == "unpaired":
+            return {"real_a": img(), "real_b": img()}
+        if self.data_mode == "labeled":  # a source image and its domain; two references of the target domain
+            domain = lambda: torch.randint(0, self.config.num_domains, (n,), generator=generator).to(device)  # noqa
+            return {"image": img(), "domain": domain(), "ref": img(), "ref2": img(), "ref_domain": domain()}
+        raise NotImplementedError(f"no example batch for data mode {self.data_mode}")
+
     # --- helpers for families ------------------------------------------------------------------------------
     def autocast(self, x: torch.Tensor):
         if self.amp_dtype is None:

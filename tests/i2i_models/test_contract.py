@@ -24,17 +24,7 @@ CONDITIONS = {  # what translate() needs besides x, for families that require a 
 
 
 def batch_for(model: I2IModel, n: int = 2, size: int = 32) -> dict:
-    g = torch.Generator().manual_seed(0)
-    img = lambda: torch.rand(n, 3, size, size, generator=g) * 2 - 1  # noqa: E731
-    if model.data_mode == "paired":
-        return {"input": img(), "target": img()}
-    if model.data_mode == "unpaired":
-        return {"real_a": img(), "real_b": img()}
-    if model.data_mode == "labeled":  # a source image and its domain; two references of the target domain
-        k = model.config.num_domains
-        return {"image": img(), "domain": torch.randint(0, k, (n,), generator=g), "ref": img(), "ref2": img(),
-                "ref_domain": torch.randint(0, k, (n,), generator=g)}
-    raise AssertionError(f"no test batch for data mode {model.data_mode}")
+    return model.example_batch(n, size, generator=torch.Generator().manual_seed(0))
 
 
 @pytest.fixture(params=list_models())
