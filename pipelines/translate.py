@@ -32,7 +32,7 @@ from pydantic import Field
 
 from i2i_models.base import I2IModel
 from pipelines import storage, tracking
-from pipelines.errors import ConditionError, DatasetError, RegistryError, StorageError
+from pipelines.errors import ConditionError, DatasetError, I2IError, RegistryError, StorageError
 from pipelines.importers import IMAGE_EXTS, BadImage, decode_rgb
 from pipelines.register import load_model
 from pipelines.schema import StrictModel
@@ -43,9 +43,9 @@ SUMMARY_FILE = "_i2i_translate.json"
 
 class TranslateConfig(StrictModel):
     batch_size: int = Field(default=16, gt=0)  # images per model call
-    concurrency: int = Field(default=1, gt=0)  # model replicas (Ray Data actors)
+    concurrency: int = Field(default=1, gt=0)  # model replicas (Ray Data actors); at most what fits, see _replicas
     use_gpu: bool | None = None  # None: one GPU per replica when the cluster has GPUs
-    cpus_per_worker: float = Field(default=1.0, gt=0)
+    cpus_per_worker: float = Field(default=1.0, gt=0)  # per replica; its whole CPUs are its torch threads
     split: str | None = None  # the split read when the input is a sharded dataset; None: val, else test
     max_pixels: int = Field(default=50_000_000, gt=0)  # decompression-bomb guard for input files
     seed: int = 0  # default style seed of multimodal families (num_styles > 1)
@@ -217,6 +217,31 @@ def _shard_inputs(manifest: str, split: str | None, direction: str | None) -> _I
     return _Inputs(ds, count, shards=shards)
 
 
+def _replicas(cfg: TranslateConfig, use_gpu: bool) -> int:
+    """How many replicas run: ``cfg.concurrency``, lowered to what fits the cluster's CPUs (GPUs) next to Ray
+    Data's read tasks — replicas holding every CPU starve the reads that feed them, and the job hangs. A cluster
+    that has no CPUs (GPUs) yet is left to its autoscaler."""
+    import ray
+
+    from pipelines.data import TASK_CPUS
+
+    total = ray.cluster_resources()
+    cpus, gpus = total.get("CPU", 0.0), total.get("GPU", 0.0)
+    if cpus == 0 or (use_gpu and gpus == 0):
+        return cfg.concurrency
+    fits = int((cpus - TASK_CPUS) // cfg.cpus_per_worker)
+    if use_gpu:
+        fits = min(fits, int(gpus))
+    if fits < 1:
+        raise I2IError(f"one translate replica needs {cfg.cpus_per_worker:g} CPU, and Ray Data's readers "
+                       f"{TASK_CPUS:g} more, but the cluster has {cpus:g} CPU: lower translate.cpus_per_worker")
+    if cfg.concurrency > fits:
+        log.warning("translate.concurrency=%d replicas × %g CPU do not fit next to Ray Data's readers on %g CPU%s: "
+                    "running %d", cfg.concurrency, cfg.cpus_per_worker, cpus, f" / {gpus:g} GPU" if use_gpu else "",
+                    fits)
+    return min(cfg.concurrency, fits)
+
+
 def run_translate(model_uri: str, source: str, output: str, *, condition: dict[str, Any] | None = None,
                   num_styles: int = 1, size: int | None = None, cfg: TranslateConfig | None = None,
                   mlflow: tracking.MlflowConfig | None = None, ray_config=None) -> TranslateResult:
@@ -227,7 +252,6 @@ def run_translate(model_uri: str, source: str, output: str, *, condition: dict[s
     import ray
 
     from pipelines.cluster import init_ray
-
     from pipelines.manifest import manifest_uri
 
     cfg = cfg or TranslateConfig()
@@ -250,11 +274,12 @@ def run_translate(model_uri: str, source: str, output: str, *, condition: dict[s
     manifest = source if source.endswith(".json") else manifest_uri(source)
     inputs = (_shard_inputs(manifest, cfg.split, condition.get("direction")) if storage.exists(manifest)
               else _folder_inputs(source))
-    log.info("translating %d inputs of %s with %s (%d replicas) -> %s", inputs.count, source, resolved,
-             cfg.concurrency, output)
+    replicas = _replicas(cfg, use_gpu)
+    log.info("translating %d inputs of %s with %s (%d replicas) -> %s", inputs.count, source, resolved, replicas,
+             output)
     rows = inputs.dataset.map_batches(
         Translator, batch_size=cfg.batch_size, batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=cfg.concurrency),
+        compute=ray.data.ActorPoolStrategy(size=replicas),
         num_cpus=cfg.cpus_per_worker, num_gpus=1 if use_gpu else None,
         fn_constructor_kwargs={"model_uri": resolved, "mlflow": mlflow, "condition": condition,
                                "num_styles": num_styles, "size": size, "output": output,

@@ -11,7 +11,7 @@ from PIL import Image
 from i2i_models.registry import get_model
 from jobs import translate as translate_job
 from pipelines import storage
-from pipelines.errors import ConditionError, DatasetError
+from pipelines.errors import ConditionError, DatasetError, I2IError
 from pipelines.manifest import read_manifest
 from pipelines.shard import ShardConfig, run_shard
 from pipelines.translate import SUMMARY_FILE, TranslateConfig, run_translate
@@ -94,12 +94,18 @@ def test_bad_conditions_fail_on_the_driver_with_one_line(checkpoint, images, tmp
     assert not os.path.exists(tmp_path / "x")
 
 
-def test_stargan_v2_target_domain(ray_cluster, checkpoint, images, tmp_path):
+def test_stargan_v2_target_domain_and_replicas_that_fit(ray_cluster, checkpoint, images, tmp_path, caplog):
     ckpt = checkpoint("stargan_v2")
     r = run_translate(ckpt, images, str(tmp_path / "d1"), condition={"domain": 1, "seed": 0})
     assert r.written == 3 and pixels(str(tmp_path / "d1" / "a.png")).shape == (32, 32, 3)
-    run_translate(ckpt, images, str(tmp_path / "d2"), condition={"domain": 2, "seed": 0})
+    # 2 replicas × 1 CPU would hold both CPUs and starve the reads that feed them (a hang): one runs, with a warning
+    run_translate(ckpt, images, str(tmp_path / "d2"), condition={"domain": 2, "seed": 0},
+                  cfg=TranslateConfig(concurrency=2))
+    assert "translate.concurrency=2 replicas × 1 CPU do not fit" in caplog.text
     assert np.abs(pixels(str(tmp_path / "d1" / "a.png")) - pixels(str(tmp_path / "d2" / "a.png"))).max() > 0
+    with pytest.raises(I2IError, match="one translate replica needs 2 CPU.*the cluster has 2 CPU"):
+        run_translate(ckpt, images, str(tmp_path / "x"), condition={"domain": 1},
+                      cfg=TranslateConfig(cpus_per_worker=2))
 
 
 def test_sharded_datasets_in(ray_cluster, checkpoint, demo_root, tmp_path):
