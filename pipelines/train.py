@@ -82,8 +82,8 @@ def plan_run(model: str, model_args: dict, loss_weights: dict, train: TrainConfi
     # canonical: every weight and model field spelled out, so "default" and "set to the default" name one run
     spec = {"model_args": dataclass_dict(family, model_args), "loss_weights": family.resolve_weights(loss_weights),
             "train": train.model_dump(exclude={"num_workers", "use_gpu", "cpus_per_worker", "placement_strategy",
-                                               "storage_path",
-                                               "run_name", "max_failures", "log_every_steps", "num_to_keep"})}
+                                               "storage_path", "run_name", "max_failures", "log_every_steps",
+                                               "num_to_keep"})}
     name = train.run_name or run_name_for(model, manifest.dataset, manifest.id, spec)
     return name, storage.join(train.storage_path, name), manifest
 

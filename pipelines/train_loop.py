@@ -226,8 +226,8 @@ def run_loop(config: dict, io: LoopIO, *, rank: int, world: int, device: torch.d
                 checkpoint = io.checkpoint_from_directory(d)
             extra = {"worker_nodes": ",".join(nodes)}
             if restored_from:  # a PBT exploit: whose checkpoint this trial continues, and the weights it had
-                extra = {"restored_from": restored_from,
-                         **{f"restored_weight_{k}": v for k, v in restored_weights.items()}}
+                extra.update({"restored_from": restored_from,
+                              **{f"restored_weight_{k}": v for k, v in restored_weights.items()}})
             if config.get("run_id"):
                 extra["run_id"] = config["run_id"]  # a Tune trial: who wrote the checkpoint it may hand over
             io.report({**m, **extra}, checkpoint)  # every rank reports; rank 0's checkpoint is kept

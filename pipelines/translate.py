@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import posixpath
+import zlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -48,7 +49,7 @@ class TranslateConfig(StrictModel):
     cpus_per_worker: float = Field(default=1.0, gt=0)  # per replica; its whole CPUs are its torch threads
     split: str | None = None  # the split read when the input is a sharded dataset; None: val, else test
     max_pixels: int = Field(default=50_000_000, gt=0)  # decompression-bomb guard for input files
-    seed: int = 0  # default style seed of multimodal families (num_styles > 1)
+    seed: int = 0  # default style seed of multimodal families (num_styles > 1); seeds test-time noise
 
 
 @dataclass(frozen=True)
@@ -115,13 +116,13 @@ class Translator:
     A batch holds either ``bytes`` + ``name`` (files) or ``image`` + ``name`` (decoded shard samples, uint8 HWC)."""
 
     def __init__(self, *, model_uri: str, mlflow: tracking.MlflowConfig | None, condition: dict, num_styles: int,
-                 size: int | None, output: str, max_pixels: int, reference: bytes | None = None):
+                 size: int | None, output: str, max_pixels: int, reference: bytes | None = None, seed: int = 0):
         self.model = load_model(model_uri, mlflow).eval()
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # Ray gives a GPU actor its GPU
         self.model.nets.to(self.device)
         self.size = size or self.model.config.image_size
         self.condition, self.num_styles = dict(condition), num_styles
-        self.output, self.max_pixels = output, max_pixels
+        self.output, self.max_pixels, self.seed = output, max_pixels, seed
         if reference is not None:
             self.condition["reference"] = _reference(reference, self.size, max_pixels).to(self.device)
 
@@ -136,6 +137,8 @@ class Translator:
                 continue
             inputs.append((name, _to_input(im, self.size)))
         if inputs:
+            # test-time noise (pix2pix's dropout) seeded by the batch's contents: a re-run gives the same pictures
+            torch.manual_seed(self.seed + zlib.crc32("\0".join(n for n, _ in inputs).encode()))
             x = torch.stack([t for _, t in inputs]).to(self.device)
             outputs = _styles(self.model, x, self.condition, self.num_styles)
             for j, (name, _) in enumerate(inputs):
@@ -283,7 +286,7 @@ def run_translate(model_uri: str, source: str, output: str, *, condition: dict[s
         num_cpus=cfg.cpus_per_worker, num_gpus=1 if use_gpu else None,
         fn_constructor_kwargs={"model_uri": resolved, "mlflow": mlflow, "condition": condition,
                                "num_styles": num_styles, "size": size, "output": output,
-                               "max_pixels": cfg.max_pixels, "reference": reference},
+                               "max_pixels": cfg.max_pixels, "reference": reference, "seed": cfg.seed},
     ).select_columns(["name", "written", "error"]).take_all()
     # samples of a shard that did not decode never reached a replica: read_split skipped and recorded them
     undecoded = [(f"{url}:{key}", reason) for url, key, reason in inputs.shards.skipped()] if inputs.shards else []

@@ -34,9 +34,9 @@ def images(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    def save(name: str) -> str:
+    def save(name: str, **args) -> str:
         folder = str(tmp_path_factory.mktemp(name))
-        get_model(name, **TINY[name]).save_pretrained(folder)
+        get_model(name, **{**TINY[name], **args}).save_pretrained(folder)
         return folder
 
     return save
@@ -122,10 +122,14 @@ def test_sharded_datasets_in(ray_cluster, checkpoint, demo_root, tmp_path):
     paired = str(tmp_path / "paired")
     run_shard(ShardConfig(source=f"{demo_root}/edges2photo", output=paired, load_size=32, num_shards=1))
     key = truncate_first_sample(paired, "val")
-    r = run_translate(checkpoint("pix2pix"), f"{paired}/manifest.json", str(tmp_path / "p"))
+    pix2pix = checkpoint("pix2pix", image_size=64)  # 64 px: a U-Net deep enough for the test-time dropout
+    r = run_translate(pix2pix, f"{paired}/manifest.json", str(tmp_path / "p"))
     assert r.inputs == read_manifest(paired).splits["val"].samples and r.written == r.inputs - 1
     assert [name.rsplit(":", 1)[1] for name, _ in r.skipped] == [key]
     assert not os.path.exists(tmp_path / "p" / f"{key}.png")
+    run_translate(pix2pix, paired, str(tmp_path / "p2"))  # a re-run: the same pictures (seeded test-time noise)
+    first = sorted(f for f in os.listdir(tmp_path / "p") if f.endswith(".png"))[0]
+    assert np.array_equal(pixels(str(tmp_path / "p" / first)), pixels(str(tmp_path / "p2" / first)))
 
     with pytest.raises(DatasetError, match="no split 'nope'"):
         run_translate(checkpoint("cyclegan"), shards, str(tmp_path / "x"), cfg=TranslateConfig(split="nope"))
