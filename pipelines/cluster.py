@@ -28,3 +28,11 @@ def init_ray(cfg: RayConfig | None = None) -> None:
     if address == "local":
         kwargs = {"num_cpus": cfg.num_cpus, "object_store_memory": cfg.object_store_memory}
     ray.init(address=address, log_to_driver=True, **kwargs)
+
+
+def use_gpu(requested: bool | None) -> bool:
+    """``requested``, or (None) whether the cluster has GPUs now. A cluster whose GPU nodes scale from zero has
+    none before the first one starts: request them explicitly there."""
+    import ray
+
+    return requested if requested is not None else ray.cluster_resources().get("GPU", 0) > 0

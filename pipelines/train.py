@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import Field
 
 from i2i_models.registry import get_model_class
-from pipelines import storage, tracking
+from pipelines import cluster, storage, tracking
 from pipelines.errors import DatasetError, I2IError
 from pipelines.manifest import read_manifest
 from pipelines.schema import StrictModel
@@ -64,12 +64,6 @@ class TrainResult:
 def run_name_for(model: str, dataset: str, dataset_id: str, spec: dict) -> str:
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:8]
     return f"{model}-{dataset}-{dataset_id[:8]}-{digest}"
-
-
-def _use_gpu(cfg: TrainConfig) -> bool:
-    import ray
-
-    return cfg.use_gpu if cfg.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
 
 
 def plan_run(model: str, model_args: dict, loss_weights: dict, train: TrainConfig):
@@ -135,7 +129,7 @@ def trainer_for(config: dict, train: TrainConfig, *, name: str, storage_path: st
 
     from pipelines import feeds
 
-    use_gpu = _use_gpu(train)
+    use_gpu = cluster.use_gpu(train.use_gpu)
     fs, path = storage.resolve(storage_path)
     datasets = datasets_for(train)
     whole = feeds.unsplit(config["data_mode"], config.get("lead_domain", "a"))

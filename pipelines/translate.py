@@ -32,7 +32,7 @@ from PIL import Image
 from pydantic import Field
 
 from i2i_models.base import I2IModel
-from pipelines import storage, tracking
+from pipelines import cluster, storage, tracking
 from pipelines.errors import ConditionError, DatasetError, I2IError, RegistryError, StorageError
 from pipelines.importers import IMAGE_EXTS, BadImage, decode_rgb
 from pipelines.register import load_model
@@ -254,7 +254,6 @@ def run_translate(model_uri: str, source: str, output: str, *, condition: dict[s
     convolutional families — CycleGAN, UNIT, MUNIT — take other sizes)."""
     import ray
 
-    from pipelines.cluster import init_ray
     from pipelines.manifest import manifest_uri
 
     cfg = cfg or TranslateConfig()
@@ -272,8 +271,8 @@ def run_translate(model_uri: str, source: str, output: str, *, condition: dict[s
     condition = _check_condition(load_model(resolved, mlflow), condition, num_styles, cfg.seed, reference, size,
                                  cfg.max_pixels)  # the replicas decode the reference bytes themselves
 
-    init_ray(ray_config)
-    use_gpu = cfg.use_gpu if cfg.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
+    cluster.init_ray(ray_config)
+    use_gpu = cluster.use_gpu(cfg.use_gpu)
     manifest = source if source.endswith(".json") else manifest_uri(source)
     inputs = (_shard_inputs(manifest, cfg.split, condition.get("direction")) if storage.exists(manifest)
               else _folder_inputs(source))

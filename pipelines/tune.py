@@ -34,7 +34,7 @@ from typing import Literal
 from pydantic import Field
 
 from i2i_models.registry import get_model_class
-from pipelines import storage, tracking
+from pipelines import cluster, storage, tracking
 from pipelines.errors import ConfigError, I2IError
 from pipelines.schema import StrictModel
 from pipelines.train import TrainConfig, loop_config, plan_run
@@ -178,7 +178,7 @@ def _resources(cfg: TuneSection, train: TrainConfig) -> tuple[dict, int]:
 
     total = ray.cluster_resources()
     cpus, gpus = total.get("CPU", 0.0), total.get("GPU", 0.0)
-    use_gpu = train.use_gpu if train.use_gpu is not None else gpus > 0
+    use_gpu = cluster.use_gpu(train.use_gpu)
     in_process = cfg.scheduler == "pbt" or cfg.workers_per_trial == 1
     workers = 1 if in_process else cfg.workers_per_trial
     need_cpu, need_gpu = workers * cfg.cpus_per_trial, (workers if use_gpu else 0)

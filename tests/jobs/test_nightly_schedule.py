@@ -96,6 +96,8 @@ def test_double_triggered_nightly_trains_each_model_once_then_champion_serves_an
 def champion_serves(mlflow_server: str, demo_root: str, tmp_path, capsys) -> None:
     """`i2i translate` of a folder with `@champion` into object storage: the Ray Data replicas (fresh processes)
     load the champion's version from the registry."""
+    import mlflow
+
     src = tmp_path / "in"
     src.mkdir()
     for f in sorted(os.listdir(f"{demo_root}/edges2photo/val"))[:3]:
@@ -105,8 +107,6 @@ def champion_serves(mlflow_server: str, demo_root: str, tmp_path, capsys) -> Non
     assert translate_job.main(["--set", f"mlflow.tracking_uri={mlflow_server}", "--model",
                                "models:/i2i-pix2pix-edges2photo@champion", str(src), out]) == 0
     summary = json.loads(capsys.readouterr().out)
-    import mlflow
-
     champion = mlflow.MlflowClient(mlflow_server, registry_uri=mlflow_server).get_model_version_by_alias(
         "i2i-pix2pix-edges2photo", "champion").version
     assert summary["written"] == 3 and summary["model_version"] == f"models:/i2i-pix2pix-edges2photo/{champion}"
