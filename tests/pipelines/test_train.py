@@ -57,6 +57,7 @@ def test_two_workers_from_s3_with_a_killed_worker(s3_pairs, mlflow_server, tmp_p
             ckpts = {e.relpath.split("/")[1] for e in storage.list_files(storage_path)
                      if re.search(r"/checkpoint_\d{4}-", e.relpath)}
             if len(ckpts) >= 2:
+                time.sleep(3)  # let the controller register the first one (under load it lags the upload)
                 killed.append(kill_one_train_worker())
             time.sleep(0.2)
 
