@@ -16,8 +16,10 @@ import contextlib
 import functools
 import os
 import posixpath
+import re
+import tempfile
 from dataclasses import dataclass
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlunparse
 
 import pyarrow.fs as pafs
 
@@ -71,11 +73,41 @@ def absolute(uri: str) -> str:
     return path if isinstance(fs, pafs.LocalFileSystem) else uri
 
 
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+_SECRET_QUERY_KEYS = ("key", "secret", "token", "password", "credential", "signature", "sig", "auth")
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` without credentials: user-info (``s3://KEY:SECRET@bucket``, ``http://user:pw@host``) becomes
+    ``***@`` and the values of secret-looking query parameters (``secret_key=…``, ``X-Amz-Signature=…``) ``***``."""
+    try:
+        parsed = urlparse(uri)
+    except ValueError:
+        return uri
+    netloc, query = parsed.netloc, parsed.query
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    if query:
+        parts = []
+        for item in query.split("&"):
+            k, sep, v = item.partition("=")
+            secret = sep and any(word in k.lower() for word in _SECRET_QUERY_KEYS)
+            parts.append(f"{k}=***" if secret else item)
+        query = "&".join(parts)
+    return urlunparse(parsed._replace(netloc=netloc, query=query))
+
+
+def redact(text: str) -> str:
+    """``text`` with every URI in it redacted (:func:`redact_uri`): for params, tags, manifests, summaries and
+    error messages."""
+    return _URI.sub(lambda m: redact_uri(m.group(0)), text)
+
+
 def describe(uri: str) -> str:
-    """``uri`` plus the endpoint it resolves to, for messages (never credentials)."""
+    """``uri`` (credentials redacted) plus the endpoint it resolves to, for messages."""
     if urlparse(uri).scheme in ("s3", "s3a"):
-        return f"{uri} (endpoint {s3_endpoint() or 'AWS default'})"
-    return uri
+        return f"{redact_uri(uri)} (endpoint {redact_uri(s3_endpoint() or 'AWS default')})"
+    return redact_uri(uri)
 
 
 @contextlib.contextmanager
@@ -86,7 +118,7 @@ def errors(action: str, uri: str):
     except FileNotFoundError:
         raise
     except OSError as err:
-        text = str(err).splitlines()[0] if str(err) else type(err).__name__
+        text = redact(str(err).splitlines()[0]) if str(err) else type(err).__name__
         if "curlCode" in text or "NETWORK_CONNECTION" in text or "Couldn't connect" in text:
             raise StorageError(
                 f"cannot reach object storage while trying to {action} {describe(uri)}: {text}. "
@@ -111,13 +143,75 @@ def read_bytes(uri: str) -> bytes:
         return f.read()
 
 
+def _local_temp(path: str, data: bytes) -> str:
+    """``data`` in a fsynced temporary file beside ``path`` (same folder: a rename is atomic); its path."""
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp
+
+
 def write_bytes(uri: str, data: bytes) -> None:
+    """Write a whole file atomically: readers see the old file or the new one, never a part. Locally: write to a
+    temporary file beside it, fsync, rename. Object storage: one PUT (S3 never exposes a partial object)."""
     fs, path = resolve(uri)
     with errors("write", uri):
         if isinstance(fs, pafs.LocalFileSystem):
-            fs.create_dir(posixpath.dirname(path), recursive=True)
+            os.replace(_local_temp(path, data), path)
+            return
         with fs.open_output_stream(path) as f:
             f.write(data)
+
+
+def create_exclusive(uri: str, data: bytes) -> bool:
+    """Create ``uri`` with ``data`` only if it does not exist yet, atomically (a lease or lock object).
+    True: created; False: it already existed. Locally: a hard link of a complete temporary file (fails if the name
+    exists). S3: a conditional PUT (``If-None-Match: *``; the server answers 412 when the key exists)."""
+    fs, path = resolve(uri)
+    if isinstance(fs, pafs.LocalFileSystem):
+        with errors("create", uri):
+            tmp = _local_temp(path, data)
+            try:
+                os.link(tmp, path)
+                return True
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(tmp)
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("s3", "s3a") or parsed.query:
+        raise StorageError(f"exclusive create is supported on local folders and s3:// URIs, not {describe(uri)}")
+    return _s3_put_if_absent(parsed.netloc, parsed.path.lstrip("/"), data, uri)
+
+
+def _s3_put_if_absent(bucket: str, key: str, data: bytes, uri: str) -> bool:
+    import boto3  # pyarrow's S3 filesystem has no conditional writes
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client = boto3.client("s3", endpoint_url=s3_endpoint(), config=Config(
+        connect_timeout=S3_CONNECT_TIMEOUT_S, read_timeout=S3_REQUEST_TIMEOUT_S,
+        retries={"mode": "standard", "max_attempts": S3_RETRY_ATTEMPTS}))
+    try:
+        client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+        return True
+    except ClientError as err:
+        code = err.response.get("Error", {}).get("Code", "")
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if status == 412 or code in ("PreconditionFailed", "ConditionalRequestConflict"):
+            return False
+        raise StorageError(f"failed to create {describe(uri)}: {redact(str(err))}") from None
+    except BotoCoreError as err:
+        raise StorageError(f"cannot reach object storage while trying to create {describe(uri)}: "
+                           f"{redact(str(err))}") from None
 
 
 def exists(uri: str) -> bool:

@@ -33,6 +33,18 @@ class MlflowConfig(StrictModel):
         return None  # a server decides (proxied artifacts)
 
 
+def quote(value: str) -> str:
+    """``value`` as a string literal of an MLflow search filter. MLflow's filter grammar has no escape character:
+    a value holding a quote is put in the other kind of quotes; one holding both kinds (or a backslash) is refused,
+    so no name can change the meaning of a filter."""
+    from pipelines.errors import I2IError
+
+    value = str(value)
+    if "\\" in value or ("'" in value and '"' in value):
+        raise I2IError(f"{value!r} cannot be used in an MLflow search: it holds a backslash or both kinds of quotes")
+    return f'"{value}"' if "'" in value else f"'{value}'"
+
+
 def client(cfg: MlflowConfig):
     import mlflow
 
@@ -53,7 +65,7 @@ def run_for(cfg: MlflowConfig, run_name: str, tags: dict[str, str]) -> str:
     """The MLflow run of a (deterministically named) training run: reused when the run resumes or is re-run."""
     c = client(cfg)
     exp = experiment_id(cfg)
-    found = c.search_runs([exp], filter_string=f"tags.`{RUN_NAME_TAG}` = '{run_name}'", max_results=1)
+    found = c.search_runs([exp], filter_string=f"tags.`{RUN_NAME_TAG}` = {quote(run_name)}", max_results=1)
     if found:
         return found[0].info.run_id
     run = c.create_run(exp, run_name=run_name, tags={RUN_NAME_TAG: run_name, **tags})
