@@ -94,6 +94,13 @@ class EvalResult:
     samples: int
 
 
+def eval_tags(result: EvalResult) -> dict[str, str]:
+    """The ``eval.*`` tags a registered version carries: every metric, and what it was measured on."""
+    tags = {f"eval.{k}": repr(v) for k, v in result.metrics.items()}
+    tags.update({"eval.dataset": result.dataset, "eval.dataset_id": result.dataset_id, "eval.split": result.split})
+    return tags
+
+
 def pick_split(dataset: str, split: str | None) -> str:
     m = read_manifest(dataset)
     if split:

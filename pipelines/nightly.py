@@ -12,6 +12,7 @@ others; the summary lists each model's outcome and the run fails if any model di
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -65,7 +66,7 @@ def stored_evaluation(cfg: PipelineConfig) -> EvalResult:
     if not storage.exists(uri):
         raise I2IError("the run has not been evaluated: run `i2i evaluate` first (the promotion gate needs it)")
     ev = json.loads(storage.read_bytes(uri))
-    return EvalResult(**{k: ev[k] for k in ("metrics", "dataset", "dataset_id", "split", "samples")})
+    return EvalResult(**{f.name: ev[f.name] for f in dataclasses.fields(EvalResult) if f.name in ev})
 
 
 def step_register(cfg: PipelineConfig, train: TrainResult, evaluation: EvalResult,

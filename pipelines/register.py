@@ -76,9 +76,9 @@ def run_register(*, checkpoint: str, model: str, dataset: str, mlflow: tracking.
     version = str(info.registered_model_version)
     version_tags = {"i2i.checkpoint": checkpoint, "i2i.model": model, "i2i.dataset": dataset, **(tags or {})}
     if eval_result is not None:
-        version_tags.update({f"eval.{k}": repr(v) for k, v in eval_result.metrics.items()})
-        version_tags.update({"eval.dataset": eval_result.dataset, "eval.dataset_id": eval_result.dataset_id,
-                             "eval.split": eval_result.split})
+        from pipelines.evaluate import eval_tags
+
+        version_tags.update(eval_tags(eval_result))
     for k, v in version_tags.items():
         c.set_model_version_tag(name, version, k, str(v))
     c.set_registered_model_alias(name, cfg.alias, version)

@@ -143,6 +143,23 @@ def read_bytes(uri: str) -> bytes:
         return f.read()
 
 
+def read_json(uri: str):
+    """The JSON document at ``uri``; None when it does not exist — or does not parse (a file truncated by a crash
+    before writes were atomic, or by a full disk: treated as absent, so the step that writes it runs again)."""
+    import json
+    import logging
+
+    try:
+        data = read_bytes(uri)
+    except FileNotFoundError:
+        return None
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        logging.getLogger(__name__).warning("%s does not parse (%s): treated as absent", describe(uri), err)
+        return None
+
+
 def _local_temp(path: str, data: bytes) -> str:
     """``data`` in a fsynced temporary file beside ``path`` (same folder: a rename is atomic); its path."""
     folder = os.path.dirname(path)
