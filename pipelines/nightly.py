@@ -71,14 +71,8 @@ def stored_evaluation(cfg: PipelineConfig) -> EvalResult:
 
 def step_register(cfg: PipelineConfig, train: TrainResult, evaluation: EvalResult,
                   tags: dict[str, str] | None = None) -> RegisterResult:
-    """Register the run's model once: a version already created from this MLflow run is reused."""
+    """Register the run's model once (``run_register`` reuses the version this MLflow run created, re-tagging it)."""
     _, _, manifest = plan_run(**cfg.train_args())
-    name = registered_name(cfg.model.name, manifest.dataset, cfg.registry)
-    found = tracking.client(cfg.mlflow).search_model_versions(f"name='{name}' and run_id='{train.mlflow_run_id}'")
-    if found:
-        mv = max(found, key=lambda v: int(v.version))
-        log.info("%s version %s was already registered from run %s", name, mv.version, train.run_name)
-        return RegisterResult(name=name, version=str(mv.version), model_uri=f"models:/{name}/{mv.version}")
     return run_register(checkpoint=train.checkpoint, model=cfg.model.name, dataset=manifest.dataset,
                         mlflow=cfg.mlflow, run_id=train.mlflow_run_id, eval_result=evaluation, cfg=cfg.registry,
                         tags={"i2i.run_name": train.run_name, "i2i.dataset_id": manifest.id, **(tags or {})})
