@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 from jobs._run import job_parser, run
 from pipelines.config import load_config
-from pipelines.translate import run_translate
+from pipelines.translate import MAX_SIZE, MAX_STYLES, run_translate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,10 +16,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="models:/NAME@champion, models:/NAME/3 or a checkpoint folder")
     parser.add_argument("--direction", choices=["a2b", "b2a"], help="two-domain families (default a2b)")
     parser.add_argument("--seed", type=int, help="style seed (multimodal families)")
-    parser.add_argument("--num-styles", type=int, default=1, help="outputs per input, multimodal families")
+    parser.add_argument("--num-styles", type=int, default=1, help=f"outputs per input (≤ {MAX_STYLES}), multimodal")
     parser.add_argument("--reference", metavar="IMAGE", help="reference image of the target domain")
     parser.add_argument("--domain", type=int, help="target domain index (StarGAN v2)")
-    parser.add_argument("--size", type=int, help="resize inputs to N×N (default: the model's image_size)")
+    parser.add_argument("--size", type=int, help=f"resize inputs to N×N, N ≤ {MAX_SIZE}, a size the model keeps "
+                                                 "(default: its image_size)")
     parser.add_argument("input", help="folder of images or sharded dataset (local or s3://…)")
     parser.add_argument("output", help="output folder (local or s3://…)")
     args = parser.parse_args(argv)

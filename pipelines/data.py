@@ -2,7 +2,9 @@
 
 Only shards the manifest lists are read, and by default each is hashed against the manifest first (a mismatch is
 refused with :class:`ShardIntegrityError`). Inside a shard, a sample that does not decode is skipped, logged and
-counted (``ShardDataset.skipped()``), never fatal.
+counted (``ShardDataset.skipped()``), never fatal. A hash proves a shard is the one the manifest names, not that
+its samples are sane, so every sample is bounded before it is decoded: at most ``max_sample_bytes`` bytes and
+``max_sample_pixels`` pixels (read from the PNG header, before any pixel is allocated); a bigger one is skipped.
 
 Augmentation (random crop + horizontal flip) happens on the training worker, on tensors, from a seeded
 ``torch.Generator``: a pair gets the *same* crop and flip for input and target; everything is deterministic for a
@@ -11,7 +13,6 @@ given seed. Unpaired domains are read as separate datasets, each shuffled with i
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass
 
@@ -25,6 +26,11 @@ log = logging.getLogger(__name__)
 # Ray Data read/decode tasks ask for a quarter CPU: on small nodes shared with Train workers and Tune trials a
 # whole CPU per task deadlocks (a read holds the last CPU while the decode it feeds waits for one).
 TASK_CPUS = 0.25
+# Sample bounds: shard.load_size is at most 4096, so no sample the shard step wrote has more pixels; a 4096² RGB
+# PNG of noise is ~50 MB. Anything bigger was not written by the shard step (a crafted or corrupted sample).
+MAX_SAMPLE_PIXELS = 4096 * 4096
+MAX_SAMPLE_BYTES = 64 * 2**20
+MAX_LABEL_BYTES = 16  # domain.cls: a small integer as text
 
 
 def _skip_log_class():
@@ -47,16 +53,25 @@ def _skip_log_class():
     return SkipLog
 
 
-def _decode_png(data: bytes) -> np.ndarray:
-    from PIL import Image
+def _decode_png(data: bytes, *, max_bytes: int = MAX_SAMPLE_BYTES, max_pixels: int = MAX_SAMPLE_PIXELS
+                ) -> np.ndarray:
+    """One PNG sample → uint8 HWC RGB; too many bytes or pixels, another format or a broken file → BadImage."""
+    from pipelines.importers import decode_rgb
 
-    with Image.open(io.BytesIO(data)) as im:
-        im.load()
-        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    return np.asarray(decode_rgb(bytes(data), max_pixels=max_pixels, max_bytes=max_bytes, formats=("PNG",)),
+                      dtype=np.uint8)
 
 
-def _decode_batch(batch: dict, *, paired: bool, domain_index: int | None, with_keys: bool, skip_log) -> dict:
-    """bytes columns → uint8 HWC arrays; undecodable samples are dropped and reported to ``skip_log``."""
+def _label(data: bytes) -> int:
+    if len(data) > MAX_LABEL_BYTES:
+        raise ValueError(f"domain label of {len(data)} bytes > {MAX_LABEL_BYTES}")
+    return int(bytes(data).decode())
+
+
+def _decode_batch(batch: dict, *, paired: bool, domain_index: int | None, with_keys: bool, skip_log,
+                  max_bytes: int = MAX_SAMPLE_BYTES, max_pixels: int = MAX_SAMPLE_PIXELS) -> dict:
+    """bytes columns → uint8 HWC arrays; undecodable (or oversized) samples are dropped and reported to
+    ``skip_log``."""
     out: dict[str, list] = {"key": []}
     names = ("input", "target") if paired else ("image",)
     for n in names:
@@ -67,12 +82,13 @@ def _decode_batch(batch: dict, *, paired: bool, domain_index: int | None, with_k
     for i, key in enumerate(batch["__key__"]):
         try:
             if paired:
-                arrays = [_decode_png(batch[c][i]) for c in PAIRED_COLUMNS]
+                arrays = [_decode_png(batch[c][i], max_bytes=max_bytes, max_pixels=max_pixels)
+                          for c in PAIRED_COLUMNS]
             else:
-                label = int(bytes(batch[IMAGE_COLUMNS[1]][i]).decode())
+                label = _label(batch[IMAGE_COLUMNS[1]][i])
                 if domain_index is not None and label != domain_index:
                     continue
-                arrays = [_decode_png(batch[IMAGE_COLUMNS[0]][i])]
+                arrays = [_decode_png(batch[IMAGE_COLUMNS[0]][i], max_bytes=max_bytes, max_pixels=max_pixels)]
         except Exception as err:  # noqa: BLE001 - any decode failure of one sample is a skip, not a crash
             bad.append((str(batch["__url__"][i]), str(key), f"{type(err).__name__}: {err}"))
             continue
@@ -110,12 +126,14 @@ class ShardDataset:
 
 
 def read_split(manifest: str, split: str, *, domain: str | None = None, seed: int | None = None,
-               verify_shards: bool = True, with_keys: bool = False) -> ShardDataset:
+               verify_shards: bool = True, with_keys: bool = False, max_sample_bytes: int = MAX_SAMPLE_BYTES,
+               max_sample_pixels: int = MAX_SAMPLE_PIXELS) -> ShardDataset:
     """A Ray Dataset over one split (optionally one domain) of a sharded dataset.
 
     ``seed`` shuffles the shard order deterministically (and differently each epoch); with ``seed=None`` the order
     is the manifest's. Execution preserves order so the same seed gives the same stream. Columns: ``input`` and
     ``target`` (paired) or ``image`` and ``domain`` (int64), uint8 HWC images; plus ``key`` with ``with_keys``.
+    A sample image over ``max_sample_bytes`` / ``max_sample_pixels`` is skipped (``skipped()``) undecoded.
     """
     import ray
     from ray.data.datasource import FileShuffleConfig
@@ -139,7 +157,7 @@ def read_split(manifest: str, split: str, *, domain: str | None = None, seed: in
     ds = ray.data.read_webdataset(paths, filesystem=fs, decoder=None, shuffle=shuffle, num_cpus=TASK_CPUS).map_batches(
         _decode_batch, batch_format="numpy", zero_copy_batch=False, num_cpus=TASK_CPUS,
         fn_kwargs={"paired": m.data_mode == "paired", "domain_index": domain_index, "with_keys": with_keys,
-                   "skip_log": skip_log},
+                   "skip_log": skip_log, "max_bytes": max_sample_bytes, "max_pixels": max_sample_pixels},
     )
     return ShardDataset(ds, m, split, domain, skip_log)
 

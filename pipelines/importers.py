@@ -139,14 +139,22 @@ class BadImage(ValueError):
     """A source image that cannot be used; its message is the reason shown in the report."""
 
 
-def decode_rgb(data: bytes, *, max_pixels: int) -> Image.Image:
-    """Decode bytes to an RGB PIL image, converting gray/alpha/palette/CMYK/16-bit; raise BadImage with a reason."""
+def decode_rgb(data: bytes, *, max_pixels: int, max_bytes: int | None = None,
+               formats: tuple[str, ...] | None = None) -> Image.Image:
+    """Decode bytes to an RGB PIL image, converting gray/alpha/palette/CMYK/16-bit; raise BadImage with a reason.
+
+    Bounded before anything is allocated: more than ``max_bytes`` bytes is refused unread, and the pixel count is
+    checked on the header (``Image.open`` reads only that) before ``load`` decodes — a 65 KB PNG can claim
+    8192×8192 (200 MB as RGB). PIL's own decompression-bomb limit stays on as a second guard. ``formats``: the
+    PIL formats accepted (e.g. ``("PNG",)`` for shard samples); None: any PIL reads."""
     if not data:
         raise BadImage("empty file")
+    if max_bytes is not None and len(data) > max_bytes:
+        raise BadImage(f"file too large: {len(data)} bytes > {max_bytes}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
+            im = Image.open(io.BytesIO(data), formats=formats)
             if im.width * im.height > max_pixels:
                 raise BadImage(f"image too large: {im.width}x{im.height} > max_pixels={max_pixels}")
             im.load()
@@ -155,7 +163,8 @@ def decode_rgb(data: bytes, *, max_pixels: int) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise BadImage(f"image too large (decompression-bomb guard): {err}") from None
     except Image.UnidentifiedImageError:
-        raise BadImage("not an image (unrecognised format)") from None
+        expected = f" {'/'.join(formats)}" if formats else "n image"
+        raise BadImage(f"not a{expected} (unrecognised format)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         text = str(err) or type(err).__name__
         raise BadImage(f"unreadable or truncated image: {text}") from None

@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from i2i_models.registry import get_model_class
 from pipelines import cluster, storage, tracking
@@ -24,6 +25,16 @@ from pipelines.schema import StrictModel
 
 log = logging.getLogger(__name__)
 DONE_MARKER = "i2i_train_done.json"
+# A name that becomes one folder under a storage path and an MLflow run name: one path part, no "..", 128 at most
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def check_name(value: str | None) -> str | None:
+    """``value`` when it is a safe name (:data:`SAFE_NAME`, no ``..``); ValueError (a config error) otherwise."""
+    if value is not None and (not SAFE_NAME.fullmatch(value) or ".." in value):
+        raise ValueError(f"{value!r} is not a safe name: letters, digits, '_', '.', '-' (no '..', no path "
+                         "separators), starting with a letter or digit, at most 128 characters")
+    return value
 
 
 class TrainConfig(StrictModel):
@@ -49,6 +60,8 @@ class TrainConfig(StrictModel):
     train_split: str = "train"
     val_split: str = "val"
     log_every_steps: int = Field(default=50, gt=0)
+
+    _safe_run_name = field_validator("run_name")(check_name)  # the run's folder under storage_path
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,15 @@ is skipped and listed, never fatal. An alias is resolved to its version once, on
 the same version even if ``@champion`` moves during the job; the summary (also written to
 ``<output>/_i2i_translate.json``) names it.
 
+Outputs stay inside ``output``: an output name comes from a shard key or a file's path under the input folder, and a
+shard is data (a key can be ``../../x`` or ``/etc/x``), so every name is checked (:func:`output_uri`) — relative
+'/'-separated parts, none empty, ``.`` or ``..``, no backslash, NUL or control character, bounded length — and, for
+a local output, resolved with its symlinks and required to stay under the output folder. A name that fails is
+skipped and listed with the reason, never rewritten (two rewritten names could land on one file). Inputs are bounded
+before they are decoded: files over ``translate.max_input_bytes`` are skipped unread (their size is known from the
+listing), images over ``translate.max_pixels`` are refused on their header; a local input folder's symlinks that
+lead outside it are skipped, not followed.
+
 Conditions are what the family's ``translate`` takes: ``direction`` (two-domain families), ``seed`` (style seed
 of multimodal families), ``reference`` (an image file or URI: example / reference-guided), ``domain`` (StarGAN v2
 target). With ``seed``, style k of *every* input is drawn from ``seed + k`` (as MUNIT's test.py draws K styles once
@@ -21,9 +30,11 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import posixpath
+import re
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -40,6 +51,11 @@ from pipelines.schema import StrictModel
 
 log = logging.getLogger(__name__)
 SUMMARY_FILE = "_i2i_translate.json"
+MAX_SIZE = 4096  # --size: the probe on the driver and every replica hold (batch, channels, size, size) activations
+MAX_STYLES = 64  # --num-styles: outputs per input
+MAX_NAME_PART_BYTES = 200  # file systems allow 255 per name; the atomic write's temporary name adds ~14
+MAX_NAME_BYTES = 880  # S3 keys are at most 1024 bytes, output prefix and suffix included
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class TranslateConfig(StrictModel):
@@ -49,6 +65,7 @@ class TranslateConfig(StrictModel):
     cpus_per_worker: float = Field(default=1.0, gt=0)  # per replica; its whole CPUs are its torch threads
     split: str | None = None  # the split read when the input is a sharded dataset; None: val, else test
     max_pixels: int = Field(default=50_000_000, gt=0)  # decompression-bomb guard for input files
+    max_input_bytes: int = Field(default=64 * 2**20, gt=0)  # a bigger input file (or reference) is not read
     seed: int = 0  # default style seed of multimodal families (num_styles > 1); seeds test-time noise
 
 
@@ -58,7 +75,8 @@ class TranslateResult:
     model_version: str  # the URI every replica loaded (an alias resolved to its version)
     inputs: int
     written: int  # output files
-    skipped: list[tuple[str, str]]  # (input name, reason): not an image, truncated, too large, undecodable sample
+    skipped: list[tuple[str, str]]  # (input name, reason): not an image, truncated, too large, undecodable sample,
+    #                                  unsafe output name, symlink out of the input folder
     ignored: int  # files in the input folder that are not images by their extension (never read)
     output: str
 
@@ -73,6 +91,43 @@ def resolve_model_uri(uri: str, mlflow: tracking.MlflowConfig | None) -> str:
     except Exception as err:  # noqa: BLE001 - MLflow raises its own exception types for a missing model/alias
         raise RegistryError(f"{uri}: no such registered model or alias ({str(err).splitlines()[0]})") from None
     return f"models:/{name}/{version}"
+
+
+class UnsafeName(ValueError):
+    """An output name that could leave the output folder; its message is the reason listed in the summary."""
+
+
+def _name_problem(name: str) -> str | None:
+    """Why ``name`` (an input's name without extension) cannot name an output, or None."""
+    if not name:
+        return "empty name"
+    if _CONTROL.search(name):
+        return "NUL or control character in the name"
+    if "\\" in name:
+        return "backslash in the name"
+    if name.startswith("/"):
+        return "absolute path"
+    parts = name.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        return "empty, '.' or '..' path part"
+    if len(name.encode()) > MAX_NAME_BYTES or any(len(p.encode()) > MAX_NAME_PART_BYTES for p in parts):
+        return f"over {MAX_NAME_BYTES} bytes, or a part over {MAX_NAME_PART_BYTES}"
+    return None
+
+
+def output_uri(output: str, stem: str, suffix: str = "") -> str:
+    """``<output>/<stem><suffix>.png`` for ``stem`` taken from an input's name (a shard key, or a file's path under
+    the input folder without its extension), confined to ``output``: a stem that is not plain relative parts (see
+    :func:`_name_problem`), or that a local output's symlinks lead elsewhere, is an :class:`UnsafeName`."""
+    if problem := _name_problem(stem):
+        raise UnsafeName(f"unsafe output name ({problem}): not written")
+    target = storage.join(output, f"{stem}{suffix}.png")
+    fs, root = storage.resolve(output)
+    if fs.type_name == "local":  # resolve-and-check: a symlink inside the output folder must not lead out of it
+        root = os.path.realpath(root)
+        if os.path.commonpath([root, os.path.realpath(storage.resolve(target)[1])]) != root:
+            raise UnsafeName("output path leads out of the output folder (through a symlink): not written")
+    return target
 
 
 def _to_input(im: Image.Image, size: int) -> torch.Tensor:
@@ -103,6 +158,20 @@ def _reference(data: bytes, size: int, max_pixels: int) -> torch.Tensor:
         raise ConditionError(f"reference image: {err}") from None
 
 
+def _read_reference(uri: str, max_bytes: int) -> bytes:
+    """A reference image file's bytes; a missing file or one over ``max_bytes`` (not read) → ConditionError."""
+    fs, path = storage.resolve(uri)
+    try:
+        with storage.errors("look up", uri):
+            size = fs.get_file_info(path).size
+        if size is not None and size > max_bytes:
+            raise ConditionError(f"reference image {storage.describe(uri)}: {size} bytes > "
+                                 f"translate.max_input_bytes={max_bytes}; not read")
+        return storage.read_bytes(uri)
+    except (OSError, StorageError) as err:
+        raise ConditionError(f"reference image {storage.describe(uri)}: {err}") from err
+
+
 def _png(y: torch.Tensor) -> bytes:
     img = ((y.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
     buf = io.BytesIO()
@@ -113,39 +182,42 @@ def _png(y: torch.Tensor) -> bytes:
 class Translator:
     """The Ray Data UDF: one model per actor; ``__call__`` translates a batch and writes its PNGs to ``output``.
 
-    A batch holds either ``bytes`` + ``name`` (files) or ``image`` + ``name`` (decoded shard samples, uint8 HWC)."""
+    A batch holds either ``bytes`` + ``name`` (files) or ``image`` + ``name`` (decoded shard samples, uint8 HWC).
+    Every output name is checked before the input is decoded (:func:`output_uri`)."""
 
     def __init__(self, *, model_uri: str, mlflow: tracking.MlflowConfig | None, condition: dict, num_styles: int,
-                 size: int | None, output: str, max_pixels: int, reference: bytes | None = None, seed: int = 0):
+                 size: int | None, output: str, max_pixels: int, reference: bytes | None = None, seed: int = 0,
+                 max_bytes: int | None = None):
         self.model = load_model(model_uri, mlflow).eval()
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # Ray gives a GPU actor its GPU
         self.model.nets.to(self.device)
         self.size = size or self.model.config.image_size
         self.condition, self.num_styles = dict(condition), num_styles
-        self.output, self.max_pixels, self.seed = output, max_pixels, seed
+        self.output, self.max_pixels, self.max_bytes, self.seed = output, max_pixels, max_bytes, seed
         if reference is not None:
             self.condition["reference"] = _reference(reference, self.size, max_pixels).to(self.device)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names, inputs, rows = [str(n) for n in batch["name"]], [], []
+        suffixes = [f"_s{k}" if self.num_styles > 1 else "" for k in range(self.num_styles)]
         for i, name in enumerate(names):
+            stem = posixpath.splitext(name)[0] if "bytes" in batch else name  # a shard key has no extension
             try:
-                im = (decode_rgb(bytes(batch["bytes"][i]), max_pixels=self.max_pixels) if "bytes" in batch
-                      else Image.fromarray(np.asarray(batch["image"][i], dtype=np.uint8)))
-            except BadImage as err:
+                targets = [output_uri(self.output, stem, suffix) for suffix in suffixes]
+                im = (decode_rgb(bytes(batch["bytes"][i]), max_pixels=self.max_pixels, max_bytes=self.max_bytes)
+                      if "bytes" in batch else Image.fromarray(np.asarray(batch["image"][i], dtype=np.uint8)))
+            except (UnsafeName, BadImage) as err:
                 rows.append((name, 0, str(err)))
                 continue
-            inputs.append((name, _to_input(im, self.size)))
+            inputs.append((name, _to_input(im, self.size), targets))
         if inputs:
             # test-time noise (pix2pix's dropout) seeded by the batch's contents: a re-run gives the same pictures
-            torch.manual_seed(self.seed + zlib.crc32("\0".join(n for n, _ in inputs).encode()))
-            x = torch.stack([t for _, t in inputs]).to(self.device)
+            torch.manual_seed(self.seed + zlib.crc32("\0".join(n for n, _, _ in inputs).encode()))
+            x = torch.stack([t for _, t, _ in inputs]).to(self.device)
             outputs = _styles(self.model, x, self.condition, self.num_styles)
-            for j, (name, _) in enumerate(inputs):
-                stem = posixpath.splitext(name)[0]
-                for k, out in enumerate(outputs):
-                    suffix = f"_s{k}" if self.num_styles > 1 else ""
-                    storage.write_bytes(storage.join(self.output, f"{stem}{suffix}.png"), _png(out[j]))
+            for j, (name, _, targets) in enumerate(inputs):
+                for target, out in zip(targets, outputs):
+                    storage.write_bytes(target, _png(out[j]))
                 rows.append((name, len(outputs), ""))
         return {"name": np.array([r[0] for r in rows], dtype=object),
                 "written": np.array([r[1] for r in rows], dtype=np.int64),
@@ -156,37 +228,67 @@ def _check_condition(model: I2IModel, condition: dict, num_styles: int, seed: in
                      size: int | None, max_pixels: int) -> dict:
     """The condition every replica will use, checked on one blank image here (fail before scheduling work)."""
     condition = dict(condition)
-    if num_styles < 1:
-        raise ConditionError(f"num_styles must be ≥ 1, got {num_styles}")
+    if size is not None and not 1 <= size <= MAX_SIZE:  # before the probe allocates size² activations
+        raise ConditionError(f"size must be in [1, {MAX_SIZE}], got {size}")
+    if not 1 <= num_styles <= MAX_STYLES:
+        raise ConditionError(f"num_styles must be in [1, {MAX_STYLES}], got {num_styles}")
     if num_styles > 1:
         if not model.multimodal:
             raise ConditionError(f"{model.name} is not multimodal: it makes one output per input (num_styles 1)")
         if reference is not None:
             raise ConditionError("a reference gives one style: use a seed for num_styles > 1")
         condition.setdefault("seed", seed)
-    size = size or model.config.image_size
+    native = model.config.image_size
+    size = size or native
     probe = {**condition, **({"reference": _reference(reference, size, max_pixels)} if reference is not None else {})}
-    _styles(model.eval(), torch.zeros(1, getattr(model.config, "in_channels", 3), size, size), probe, 1)
+    try:
+        (out,) = _styles(model.eval(), torch.zeros(1, getattr(model.config, "in_channels", 3), size, size), probe, 1)
+    except RuntimeError as err:  # e.g. a U-Net whose skip connections do not line up at this size
+        raise ConditionError(f"{model.name} cannot translate {size}×{size} inputs ({str(err).splitlines()[0]}); "
+                             f"its image_size is {native}") from None
+    if tuple(out.shape[-2:]) != (size, size):
+        raise ConditionError(f"{model.name} turns {size}×{size} inputs into {out.shape[-2]}×{out.shape[-1]} "
+                             f"outputs: use a size it keeps, e.g. its image_size {native}")
     return condition
 
 
 @dataclass
 class _Inputs:
-    dataset: Any  # ray.data.Dataset with ``name`` and ``bytes`` (files) or ``image`` (decoded shard samples)
+    dataset: Any  # ray.data.Dataset with ``name`` and ``bytes`` (files) or ``image`` (decoded shard samples); None:
+    #               nothing left to read
     count: int
     ignored: int = 0  # non-image files
     shards: Any = None  # the ShardDataset (its undecodable samples are skipped and reported)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # refused from the listing, never read
 
 
-def _folder_inputs(source: str) -> _Inputs:
+def _unread(source: str, entries: list, max_bytes: int) -> dict[str, str]:
+    """Listed image files that are not read, with the reason: over ``max_bytes`` (the listing knows the size), or
+    — a local folder — a symlink leading out of the folder (not followed)."""
+    fs, root = storage.resolve(source)
+    local = fs.type_name == "local"
+    root = os.path.realpath(root) if local else root
+    out = {}
+    for e in entries:
+        if e.size > max_bytes:
+            out[e.relpath] = f"file too large: {e.size} bytes > translate.max_input_bytes={max_bytes}; not read"
+        elif local and os.path.commonpath([root, os.path.realpath(os.path.join(root, e.relpath))]) != root:
+            out[e.relpath] = "symlink leading out of the input folder: not followed"
+    return out
+
+
+def _folder_inputs(source: str, max_bytes: int) -> _Inputs:
     import ray
 
     from pipelines.data import TASK_CPUS
 
-    listed = [f.relpath for f in storage.list_files(source)]
-    files = [f for f in listed if posixpath.splitext(f)[1].lower() in IMAGE_EXTS]
-    if not files:
+    entries = storage.list_files(source)
+    listed = [f.relpath for f in entries]
+    images = [e for e in entries if posixpath.splitext(e.relpath)[1].lower() in IMAGE_EXTS]
+    if not images:
         raise DatasetError(f"no image files ({', '.join(sorted(IMAGE_EXTS))}) under {storage.describe(source)}")
+    unread = _unread(source, images, max_bytes)
+    files = [e.relpath for e in images if e.relpath not in unread]
     by_stem: dict[str, list[str]] = {}
     for f in files:
         by_stem.setdefault(posixpath.splitext(f)[0], []).append(f)
@@ -198,8 +300,8 @@ def _folder_inputs(source: str) -> _Inputs:
     ds = ray.data.read_binary_files([posixpath.join(root, f) for f in files], filesystem=fs, include_paths=True,
                                     num_cpus=TASK_CPUS).map_batches(
         lambda b: {"name": np.array([p[strip:] for p in b["path"]], dtype=object), "bytes": b["bytes"]},
-        batch_format="numpy", zero_copy_batch=False, num_cpus=TASK_CPUS)
-    return _Inputs(ds, len(files), ignored=len(listed) - len(files))
+        batch_format="numpy", zero_copy_batch=False, num_cpus=TASK_CPUS) if files else None
+    return _Inputs(ds, len(files), ignored=len(listed) - len(images), skipped=sorted(unread.items()))
 
 
 def _shard_inputs(manifest: str, split: str | None, direction: str | None) -> _Inputs:
@@ -263,10 +365,7 @@ def run_translate(model_uri: str, source: str, output: str, *, condition: dict[s
     condition = dict(condition or {})
     reference = condition.pop("reference", None)
     if isinstance(reference, str):
-        try:
-            reference = storage.read_bytes(storage.absolute(reference))
-        except (OSError, StorageError) as err:
-            raise ConditionError(f"reference image {reference}: {err}") from err
+        reference = _read_reference(storage.absolute(reference), cfg.max_input_bytes)
     resolved = resolve_model_uri(model_uri, mlflow)
     condition = _check_condition(load_model(resolved, mlflow), condition, num_styles, cfg.seed, reference, size,
                                  cfg.max_pixels)  # the replicas decode the reference bytes themselves
@@ -275,7 +374,7 @@ def run_translate(model_uri: str, source: str, output: str, *, condition: dict[s
     use_gpu = cluster.use_gpu(cfg.use_gpu)
     manifest = source if source.endswith(".json") else manifest_uri(source)
     inputs = (_shard_inputs(manifest, cfg.split, condition.get("direction")) if storage.exists(manifest)
-              else _folder_inputs(source))
+              else _folder_inputs(source, cfg.max_input_bytes))
     replicas = _replicas(cfg, use_gpu)
     log.info("translating %d inputs of %s with %s (%d replicas) -> %s", inputs.count, source, resolved, replicas,
              output)
@@ -285,14 +384,17 @@ def run_translate(model_uri: str, source: str, output: str, *, condition: dict[s
         num_cpus=cfg.cpus_per_worker, num_gpus=1 if use_gpu else None,
         fn_constructor_kwargs={"model_uri": resolved, "mlflow": mlflow, "condition": condition,
                                "num_styles": num_styles, "size": size, "output": output,
-                               "max_pixels": cfg.max_pixels, "reference": reference, "seed": cfg.seed},
-    ).select_columns(["name", "written", "error"]).take_all()
-    # samples of a shard that did not decode never reached a replica: read_split skipped and recorded them
+                               "max_pixels": cfg.max_pixels, "max_bytes": cfg.max_input_bytes,
+                               "reference": reference, "seed": cfg.seed},
+    ).select_columns(["name", "written", "error"]).take_all() if inputs.dataset is not None else []
+    # samples of a shard that did not decode never reached a replica: read_split skipped and recorded them; files
+    # refused from the listing were never read
     undecoded = [(f"{url}:{key}", reason) for url, key, reason in inputs.shards.skipped()] if inputs.shards else []
-    skipped = sorted((r["name"], r["error"]) for r in rows if r["error"]) + undecoded
+    skipped = sorted((r["name"], r["error"]) for r in rows if r["error"]) + undecoded + inputs.skipped
     for name, reason in skipped:
-        log.warning("skipped %s: %s", name, reason)
-    result = TranslateResult(model=model_uri, model_version=resolved, inputs=len(rows) + len(undecoded),
+        log.warning("skipped %r: %s", name, reason)  # repr: a crafted name cannot forge log lines
+    result = TranslateResult(model=model_uri, model_version=resolved,
+                             inputs=len(rows) + len(undecoded) + len(inputs.skipped),
                              written=int(sum(r["written"] for r in rows)), skipped=skipped, ignored=inputs.ignored,
                              output=output)
     storage.write_bytes(storage.join(output, SUMMARY_FILE), json.dumps(asdict(result), indent=1).encode())

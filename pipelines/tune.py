@@ -31,13 +31,13 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from i2i_models.registry import get_model_class
 from pipelines import cluster, storage, tracking
 from pipelines.errors import ConfigError, I2IError
 from pipelines.schema import StrictModel
-from pipelines.train import TrainConfig, loop_config, plan_run
+from pipelines.train import TrainConfig, check_name, loop_config, plan_run
 
 log = logging.getLogger(__name__)
 TUNABLE_TRAIN = ("batch_size", "epochs")
@@ -60,11 +60,13 @@ class TuneSection(StrictModel):
     kid_weight: float = Field(default=1.0, ge=0)
     feature_net: Literal["inception", "tiny"] = "tiny"
     storage_path: str = "data/tune"
-    name: str | None = None
+    name: str | None = None  # the experiment's folder under storage_path; trial runs are <name>-<trial id>
     seed: int = 0
     # ASHA/FIFO: the first trial runs the untuned values (the config's weights, args, train fields), so the
     # result says whether tuning beat them
     evaluate_baseline: bool = True
+
+    _safe_name = field_validator("name")(check_name)
 
 
 @dataclass(frozen=True)

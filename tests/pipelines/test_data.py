@@ -81,3 +81,47 @@ def test_corrupt_sample_is_skipped_and_counted(paired, tmp_path):
     assert len(rows) == m.splits["val"].samples - 1
     skipped = data.skipped()
     assert len(skipped) == 1 and skipped[0][1] == key
+
+
+
+def rewrite_shard(folder: str, split: str, edit) -> list[str]:
+    """Rewrite the first shard of ``split`` with ``edit(index, key, column, data) -> (key, data)`` applied to every
+    member (sample ``index``, e.g. column ``input.png``) and record the shard's new hash in the manifest: a crafted
+    shard that passes the integrity check. The original sample keys."""
+    import io
+    import os
+    import tarfile
+
+    path = os.path.join(folder, mf.read_manifest(folder).splits[split].shards[0].path)
+    with tarfile.open(path) as tar:
+        members = [(*m.name.split(".", 1), tar.extractfile(m).read()) for m in tar.getmembers()]
+    keys = list(dict.fromkeys(key for key, _, _ in members))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for key, column, data in members:
+            key, data = edit(keys.index(key), key, column, data)
+            info = tarfile.TarInfo(f"{key}.{column}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with open(path, "wb") as f:
+        f.write(buf.getvalue())
+    rehash_shards(folder, split)
+    return keys
+
+
+def test_oversized_samples_are_skipped_before_decoding(paired, tmp_path):
+    """In a shard whose hash matches: a decompression bomb (65 KB → 8192² pixels) as sample 0's input and a header
+    claiming 50000² as sample 1's target. Both samples are skipped and counted with the reason; the rest are read."""
+    import shutil
+
+    from tests.pipelines.test_bounds import bomb_png, header_png
+
+    crafted = {(0, "input.png"): bomb_png(), (1, "target.png"): header_png(50_000, 50_000)}
+    out = str(tmp_path / "d")
+    shutil.copytree(paired, out)
+    keys = rewrite_shard(out, "val", lambda i, key, column, data: (key, crafted.get((i, column), data)))
+    data = read_split(out, "val", with_keys=True)
+    rows = data.dataset.take_all()
+    assert len(rows) == mf.read_manifest(out).splits["val"].samples - 2
+    assert sorted((key, "image too large" in reason) for _, key, reason in data.skipped()) == [
+        (keys[0], True), (keys[1], True)]

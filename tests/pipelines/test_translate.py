@@ -3,6 +3,7 @@ PNGs out, with conditions; bad files skipped and listed; bad conditions refused 
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -30,6 +31,14 @@ def images(tmp_path_factory) -> str:
     (folder / "broken.png").write_bytes((folder / "a.png").read_bytes()[:60])
     (folder / "notes.txt").write_text("not an image")
     return str(folder)
+
+
+@pytest.fixture(scope="module")
+def paired_shards(ray_cluster, demo_root, tmp_path_factory) -> str:
+    """The demo edges→photo set as one 32 px shard per split; tests that corrupt it work on a copy."""
+    out = str(tmp_path_factory.mktemp("paired"))
+    run_shard(ShardConfig(source=f"{demo_root}/edges2photo", output=out, load_size=32, num_shards=1))
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +117,7 @@ def test_stargan_v2_target_domain_and_replicas_that_fit(ray_cluster, checkpoint,
                       cfg=TranslateConfig(cpus_per_worker=2))
 
 
-def test_sharded_datasets_in(ray_cluster, checkpoint, demo_root, tmp_path):
+def test_sharded_datasets_in(ray_cluster, checkpoint, demo_root, paired_shards, tmp_path):
     """A shard folder as input: the split's domain-B images for b2a, named by their sample keys; a paired split's
     inputs, where a sample that does not decode is skipped and listed."""
     shards = str(tmp_path / "shards")
@@ -120,7 +129,7 @@ def test_sharded_datasets_in(ray_cluster, checkpoint, demo_root, tmp_path):
     assert len([f for f in os.listdir(tmp_path / "out") if f.endswith(".png")]) == r.written
 
     paired = str(tmp_path / "paired")
-    run_shard(ShardConfig(source=f"{demo_root}/edges2photo", output=paired, load_size=32, num_shards=1))
+    shutil.copytree(paired_shards, paired)
     key = truncate_first_sample(paired, "val")
     pix2pix = checkpoint("pix2pix", image_size=64)  # 64 px: a U-Net deep enough for the test-time dropout
     r = run_translate(pix2pix, f"{paired}/manifest.json", str(tmp_path / "p"))
@@ -140,3 +149,79 @@ def test_sharded_datasets_in(ray_cluster, checkpoint, demo_root, tmp_path):
         Image.new("RGB", (8, 8)).save(tmp_path / "clash" / name)
     with pytest.raises(DatasetError, match="a.jpg and a.png would both be written as a.png"):
         run_translate(checkpoint("cyclegan"), str(tmp_path / "clash"), str(tmp_path / "x"))
+
+
+def files_under(root) -> set[str]:
+    return {os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs}
+
+
+def test_crafted_shard_keys_never_escape_the_output(ray_cluster, checkpoint, paired_shards, tmp_path, capsys):
+    """A val shard whose sample keys were rewritten to ``../../../ESCAPED`` and to an absolute path (the manifest
+    rehashed, so the shard passes its integrity check): both samples are skipped and listed, the job exits 0 with
+    the rest written, and no file appears outside the output folder."""
+    from tests.pipelines.test_data import rewrite_shard
+
+    shards = str(tmp_path / "shards")
+    shutil.copytree(paired_shards, shards)
+    absolute = str(tmp_path / "abs" / "ABS")
+    crafted = {0: "../../../ESCAPED", 1: absolute}
+    keys = rewrite_shard(shards, "val", lambda i, key, column, data: (crafted.get(i, key), data))
+    out = tmp_path / "a" / "b" / "c" / "out"
+    before = files_under(tmp_path)
+    assert translate_job.main(["--model", checkpoint("pix2pix"), shards, str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["inputs"] == len(keys) and summary["written"] == len(keys) - 2
+    assert sorted(summary["skipped"]) == sorted([[absolute, "unsafe output name (absolute path): not written"],
+                                                 ["../../../ESCAPED", "unsafe output name (empty, '.' or '..' path "
+                                                                      "part): not written"]])
+    new = files_under(tmp_path) - before
+    assert new == {os.path.join("a", "b", "c", "out", f"{k}.png") for k in keys[2:]} | {
+        os.path.join("a", "b", "c", "out", SUMMARY_FILE)}  # nothing beside or above the output, nothing at /abs
+
+
+def test_folder_inputs_stay_inside_both_folders(ray_cluster, checkpoint, images, tmp_path):
+    """A local input folder's symlinks that lead out of it are not followed; an output folder's symlink that leads
+    out of it is not written through; a file over translate.max_input_bytes is not read. Each is listed."""
+    outside = tmp_path / "outside"
+    (outside / "dir").mkdir(parents=True)
+    src = tmp_path / "in"
+    (src / "deep").mkdir(parents=True)
+    noise = np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(src / "big.png")  # ~12 KB of noise: over the 8 KB cap below
+    for path in (src / "a.png", src / "deep" / "z.png", outside / "secret.png", outside / "dir" / "y.png"):
+        Image.new("RGB", (40, 40), (10, 20, 30)).save(path)
+    (src / "link.png").symlink_to(outside / "secret.png")
+    (src / "sub").symlink_to(outside / "dir", target_is_directory=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "deep").symlink_to(outside / "dir", target_is_directory=True)  # out/deep/z.png would land outside
+    before = files_under(outside)
+    r = run_translate(checkpoint("cyclegan"), str(src), str(out), cfg=TranslateConfig(max_input_bytes=8192))
+    assert (r.inputs, r.written) == (5, 1)
+    reasons = dict(r.skipped)
+    assert reasons["big.png"].startswith("file too large") and reasons["big.png"].endswith("not read")
+    assert reasons["link.png"] == reasons["sub/y.png"] == "symlink leading out of the input folder: not followed"
+    assert reasons["deep/z.png"] == "output path leads out of the output folder (through a symlink): not written"
+    assert files_under(outside) == before
+    assert sorted(os.listdir(out)) == [SUMMARY_FILE, "a.png", "deep"]
+
+
+def test_size_and_styles_are_bounded_and_checked_on_the_driver(checkpoint, images, tmp_path, capsys):
+    """No Ray needed: a size out of range is refused before the probe allocates it; a size the family does not
+    keep (pix2pix's U-Net at 48 px, CycleGAN's 30 → 32) is refused with the reason; a reference over the byte cap
+    is not read."""
+    pix2pix, cyclegan = checkpoint("pix2pix"), checkpoint("cyclegan")
+    for size in ("0", "-3", "100000"):
+        assert translate_job.main(["--model", cyclegan, "--size", size, images, str(tmp_path / "x")]) == 2
+        assert "size must be in [1, 4096]" in capsys.readouterr().err
+    with pytest.raises(ConditionError, match=r"pix2pix cannot translate 48×48 inputs .*image_size is 32"):
+        run_translate(pix2pix, images, str(tmp_path / "x"), size=48)
+    with pytest.raises(ConditionError, match=r"cyclegan turns 30×30 inputs into 32×32 outputs"):
+        run_translate(cyclegan, images, str(tmp_path / "x"), size=30)
+    munit = checkpoint("munit")
+    assert translate_job.main(["--model", munit, "--num-styles", "1000", images, str(tmp_path / "x")]) == 2
+    assert "num_styles must be in [1, 64]" in capsys.readouterr().err
+    with pytest.raises(ConditionError, match=r"reference image .*b\.png: \d+ bytes > translate.max_input_bytes=100"):
+        run_translate(munit, images, str(tmp_path / "x"), condition={"reference": os.path.join(images, "b.png")},
+                      cfg=TranslateConfig(max_input_bytes=100))
+    assert not os.path.exists(tmp_path / "x")
