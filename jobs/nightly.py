@@ -1,5 +1,6 @@
 """The nightly: every model of a schedule for one date (each shard → [tune] → train → evaluate → register → promote),
-or one pipeline config. Re-running a date skips the steps that succeeded; the exit code is 1 if any model failed.
+or one pipeline config. Re-running a date skips the steps that succeeded under the same config; the exit code is 1 if
+any model failed, 2 if the date is already running elsewhere (its lease <state>/<date>/_lease.json is held).
 
     ray job submit --submission-id nightly-2026-11-23 --runtime-env infra/runtime_env.yaml --working-dir . \\
         -- python -m jobs.nightly --schedule jobs/configs/nightly.yaml --date 2026-11-23

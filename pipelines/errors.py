@@ -1,8 +1,16 @@
-"""The errors a user can act on. Jobs print their message (no traceback) and exit non-zero."""
+"""The errors a user can act on. Jobs print their message (no traceback) and exit non-zero.
+
+A message never shows credentials: a URI in it loses its user-info and secret query values when the message is
+rendered (``str(err)``, tracebacks included), wherever it was raised."""
 
 
 class I2IError(Exception):
     """Base class: a problem with the user's input, configuration or environment."""
+
+    def __str__(self) -> str:
+        from pipelines.storage import redact  # storage imports this module
+
+        return redact(super().__str__())
 
 
 class ConfigError(I2IError):
@@ -23,6 +31,10 @@ class ShardIntegrityError(I2IError):
 
 class ConditionError(I2IError):
     """A translation condition (direction, seed, reference, domain, …) the model does not take."""
+
+
+class LeaseHeldError(I2IError):
+    """Another run holds the lease (e.g. the nightly of the same date is already running)."""
 
 
 class RegistryError(I2IError):

@@ -15,7 +15,6 @@ Sample columns (``__key__`` is dot-free, derived from the source path):
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Literal
 
 import pydantic
@@ -103,25 +102,31 @@ def base_uri(manifest_or_output: str) -> str:
     return manifest_or_output
 
 
+def load_manifest(uri: str) -> Manifest | None:
+    """The manifest at ``<output>/manifest.json`` (or a ``.json`` URI); None when there is none — or when it does not
+    parse (a file cut short by a crash or a full disk is no commit: the dataset is re-sharded)."""
+    doc = storage.read_json(manifest_uri(uri))
+    if doc is None:
+        return None
+    try:
+        return Manifest.model_validate(doc)
+    except pydantic.ValidationError as err:  # a whole JSON document that is not ours: not to be overwritten silently
+        raise ShardIntegrityError(f"manifest {storage.describe(manifest_uri(uri))} is not a valid i2i manifest: "
+                                  f"{err}") from None
+
+
 def read_manifest(uri: str) -> Manifest:
-    """Read ``<output>/manifest.json`` (or a ``.json`` URI); a missing one is a clear error."""
+    """Read ``<output>/manifest.json`` (or a ``.json`` URI); a missing (or unreadable) one is a clear error."""
+    if (manifest := load_manifest(uri)) is not None:
+        return manifest
     target = manifest_uri(uri)
-    try:
-        raw = storage.read_bytes(target)
-    except FileNotFoundError:
-        if versions := versions_of(uri):
-            raise ShardIntegrityError(
-                f"{storage.describe(uri)} is a versioned dataset ({', '.join(versions[-3:])}"
-                f"{', …' if len(versions) > 3 else ''}): point at one version, e.g. {storage.join(uri, versions[-1])}"
-            ) from None
+    if versions := versions_of(uri):
         raise ShardIntegrityError(
-            f"no manifest at {storage.describe(target)}: the dataset was never sharded there, or its sharding "
-            "run did not finish (run `i2i shard` again)"
-        ) from None
-    try:
-        return Manifest.model_validate(json.loads(raw))
-    except (ValueError, pydantic.ValidationError) as err:
-        raise ShardIntegrityError(f"manifest {target} is not a valid i2i manifest: {err}") from None
+            f"{storage.describe(uri)} is a versioned dataset ({', '.join(versions[-3:])}"
+            f"{', …' if len(versions) > 3 else ''}): point at one version, e.g. {storage.join(uri, versions[-1])}")
+    raise ShardIntegrityError(
+        f"no manifest at {storage.describe(target)} (or one cut short): the dataset was never sharded there, or its "
+        "sharding run did not finish (run `i2i shard` again)")
 
 
 def versions_of(root: str) -> list[str]:
@@ -132,6 +137,7 @@ def versions_of(root: str) -> list[str]:
 
 
 def write_manifest(output: str, manifest: Manifest) -> str:
+    """Write the manifest atomically (temp + rename locally, one PUT on S3): the commit point of a dataset."""
     target = manifest_uri(output)
     storage.write_bytes(target, manifest.model_dump_json(indent=1).encode())
     return target

@@ -4,15 +4,20 @@ per training run) → promote. The step functions only wire configs into the ste
 
 A schedule (``jobs/configs/nightly.yaml``) lists models × datasets, each a pipeline config. ``run_schedule`` runs
 them for one date, which names everything it makes: the dataset version (``<shard.output>/<date>``, written only when
-the source changed), the Ray Train run (``<model>-<date>``), and MLflow tags (``i2i.nightly_date``,
-``i2i.dataset_version``). Each finished step leaves a success marker ``<state>/<date>/<model>/<step>.json`` holding
-its result, so a re-run of the date skips what is done and continues the rest. One model failing does not stop the
-others; the summary lists each model's outcome and the run fails if any model did.
+the source changed), the Ray Train run (``<model>-<date>-<config hash>``: the hash ``train.plan_run`` names runs by, so
+a date re-run under a changed config trains a new run, never resumes the old one's checkpoints), and MLflow tags
+(``i2i.nightly_date``, ``i2i.dataset_version``). Each finished step leaves a success marker
+``<state>/<date>/<model>/<step>.json`` holding its result and the hash of the config it ran under, so a re-run of the
+date skips what is done under the same config and continues the rest; a marker of another config (or one that does
+not parse) is not a result: that step runs again. One model failing does not stop the others; the summary lists each
+model's outcome and the run fails if any model did. A date runs once at a time: ``run_schedule`` holds the lease
+``<state>/<date>/_lease.json`` (an exclusive create, on S3 too) while it runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -22,13 +27,14 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr, field_validator
 
-from pipelines import storage, tracking
+from pipelines import lease, storage, tracking
 from pipelines.config import PipelineConfig, load_dict, apply_override, set_path
 from pipelines.errors import I2IError, user_error
 from pipelines.evaluate import EvalResult, run_evaluate
 from pipelines.promote import PromoteConfig, PromoteResult, run_promote
 from pipelines.register import RegisterResult, registered_name, run_register
 from pipelines.schema import StrictModel, validate
+from pipelines.manifest import manifest_uri
 from pipelines.shard import ShardResult, run_shard
 from pipelines.train import TrainResult, finished_run, plan_run, run_train
 from pipelines.tune import TuneResult, run_tune
@@ -62,10 +68,9 @@ def step_evaluate(cfg: PipelineConfig, train: TrainResult) -> EvalResult:
 
 def stored_evaluation(cfg: PipelineConfig) -> EvalResult:
     _, run_dir, _ = plan_run(**cfg.train_args())
-    uri = storage.join(run_dir, EVAL_FILE)
-    if not storage.exists(uri):
+    ev = storage.read_json(storage.join(run_dir, EVAL_FILE))  # one cut short by a crash: not evaluated
+    if not isinstance(ev, dict):
         raise I2IError("the run has not been evaluated: run `i2i evaluate` first (the promotion gate needs it)")
-    ev = json.loads(storage.read_bytes(uri))
     return EvalResult(**{f.name: ev[f.name] for f in dataclasses.fields(EvalResult) if f.name in ev})
 
 
@@ -86,31 +91,68 @@ def step_promote(cfg: PipelineConfig, name: str | None = None, version: str | No
 
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+LEASE_FILE = "_lease.json"  # <state>/<date>/_lease.json (model names cannot start with "_")
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+
+
+def config_key(cfg: PipelineConfig) -> str:
+    """Hash of everything a dated model's steps read: its config as scheduled, less ``ray`` and ``translate`` (which
+    change no step's result). Its success markers hold it; a marker of another key is not this config's result."""
+    doc = cfg.model_dump(mode="json", exclude={"ray", "translate"})
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_hash(cfg: PipelineConfig) -> str:
+    """The config hash ``train.plan_run`` names a training run by (``run_name_for``'s last part: model, its args,
+    loss weights, the train section's data and schedule), for the dated run name."""
+    name, _, _ = plan_run(**cfg.with_values({"train.run_name": None}).train_args())
+    return name.rsplit("-", 1)[1]
 
 
 @dataclass
 class Steps:
-    """Success markers of one dated model run: a finished step's result is kept at ``<markers>/<step>.json`` and
-    read back instead of running the step again. ``markers`` None: no markers (every step runs; each is idempotent)."""
+    """Success markers of one dated model run: a finished step's result is kept at ``<markers>/<step>.json`` with the
+    ``config`` key it ran under, and read back instead of running the step again when the key matches. A marker of
+    another config, or one that does not parse (cut short by a crash), is not a result: the step runs again (every
+    step is idempotent). ``markers`` None: no markers (every step runs)."""
 
     markers: str | None = None
     current: str = ""
+    config: str = ""
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    replaced: dict[str, str] = field(default_factory=dict)  # step → config key of the marker it replaced
 
     def run(self, step: str, result_type: type, fn):
         self.current = step
         uri = storage.join(self.markers, f"{step}.json") if self.markers else None
-        if uri and storage.exists(uri):
-            log.info("step %s already succeeded (%s): skipped", step, uri)
+        if uri and (stored := self._stored(uri, step, result_type)) is not None:
+            log.info("step %s already succeeded (%s): skipped", step, storage.describe(uri))
             self.skipped.append(step)
-            return result_type(**json.loads(storage.read_bytes(uri)))
+            return stored
         result = fn()
-        if uri:
-            storage.write_bytes(uri, json.dumps(asdict(result), indent=1, default=str).encode())
+        if uri:  # atomic (temp + rename, one PUT on S3); no credentials in it
+            marker = {"config": self.config, "result": storage.redact_values(asdict(result))}
+            storage.write_bytes(uri, json.dumps(marker, indent=1, default=str).encode())
         self.done.append(step)
         return result
+
+    def _stored(self, uri: str, step: str, result_type: type):
+        marker = storage.read_json(uri)
+        if not isinstance(marker, dict):
+            return None
+        if marker.get("config") != self.config:
+            self.replaced[step] = str(marker.get("config"))
+            log.warning("step %s: its marker %s was written under another config (%s; this run's is %s): not this "
+                        "config's result, the step runs again", step, storage.describe(uri), marker.get("config"),
+                        self.config)
+            return None
+        try:
+            return result_type(**marker["result"])
+        except (KeyError, TypeError) as err:
+            log.warning("step %s: marker %s does not hold a %s (%s): the step runs again", step,
+                        storage.describe(uri), result_type.__name__, err)
+            return None
 
 
 @dataclass(frozen=True)
@@ -128,6 +170,8 @@ class Dated:
 def run_nightly(cfg: PipelineConfig, dated: Dated | None = None, steps: Steps | None = None) -> dict:
     """Run every step of one pipeline config; ``dated``: as a nightly schedule's model on its date."""
     steps = steps or Steps(dated.markers if dated else None)
+    if dated:
+        steps.config = config_key(cfg)
     summary: dict = {}
     tags = dated.tags() if dated else {}
     if cfg.shard is not None:
@@ -136,18 +180,26 @@ def run_nightly(cfg: PipelineConfig, dated: Dated | None = None, steps: Steps | 
         shard_cfg = cfg.shard
         shard = steps.run("shard", ShardResult,
                           lambda: run_shard(shard_cfg, ray_config=cfg.ray, resolved_config=cfg.model_dump()))
+        shard = _located(shard, shard_cfg)
         summary["shard"] = asdict(shard)
         if dated:  # train on the version this date sharded (or the unchanged earlier one it found)
             cfg = cfg.with_values({"train.dataset": shard.output})
             tags["i2i.dataset_version"] = shard.version or ""
     if dated:
-        cfg = cfg.with_values({"train.run_name": f"{dated.model}-{dated.date}"})
+        steps.current = "tune" if cfg.tune.enabled else "train"  # naming the run reads its dataset's manifest
+        cfg = cfg.with_values({"train.run_name": f"{dated.model}-{dated.date}-{run_hash(cfg)}"})
     if cfg.tune.enabled:  # tune first; the final model trains with the best values, and says who chose them
         tuned = steps.run("tune", TuneResult, lambda: step_tune(cfg))
         summary["tune"] = asdict(tuned)
         cfg = cfg.with_values(tuned.best_config)
+        if dated:  # the run is named by what it trains with
+            cfg = cfg.with_values({"train.run_name": f"{dated.model}-{dated.date}-{run_hash(cfg)}"})
         tags.update({"i2i.tune_run": tuned.name, "i2i.tune_mlflow_run": tuned.mlflow_run_id,
                      "i2i.tuned_values": json.dumps(tuned.best_config)})
+    if steps.replaced:
+        log.warning("%s: the config changed since this date last ran (config %s → %s): the steps run again, and "
+                    "training is the run %s (a run of another config is never resumed)", dated.model if dated else
+                    "nightly", next(iter(steps.replaced.values())), steps.config, cfg.require("train").run_name)
     final = cfg
     train = steps.run("train", TrainResult, lambda: step_train(final, tags))
     evaluation = steps.run("evaluate", EvalResult, lambda: step_evaluate(final, train))
@@ -155,8 +207,15 @@ def run_nightly(cfg: PipelineConfig, dated: Dated | None = None, steps: Steps | 
     promo = steps.run("promote", PromoteResult, lambda: step_promote(final, reg.name, reg.version))
     summary.update(train=asdict(train), evaluate=asdict(evaluation), register=asdict(reg), promote=asdict(promo))
     summary["champion_uri"] = f"models:/{reg.name}@{cfg.promote.champion_alias}"
-    summary["mlflow_ui"] = f"mlflow ui --backend-store-uri {cfg.mlflow.uri()}"
+    summary["mlflow_ui"] = f"mlflow ui --backend-store-uri {storage.redact_uri(cfg.mlflow.uri())}"
     return summary
+
+
+def _located(shard: ShardResult, cfg) -> ShardResult:
+    """``shard`` with its folder named by ``cfg.output`` again: a marker's copy of a URI is redacted, the
+    config's is the one that works (credentials and all)."""
+    output = storage.join(cfg.output, shard.version) if shard.version else cfg.output
+    return dataclasses.replace(shard, output=output, manifest=manifest_uri(output))
 
 
 class ScheduledModel(StrictModel):
@@ -178,6 +237,9 @@ class Schedule(StrictModel):
 
     state: str = "data/nightly"  # folder or URI: <state>/<date>/<model>/<step>.json and <state>/<date>/summary.json
     time: str = Field(default="02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")  # local time `i2i schedule print` uses
+    # the date's lease expires this long after a run took it, if that run died without releasing it: longer than a
+    # nightly can run (the KubeRay RayJob's activeDeadlineSeconds is 6 h)
+    lease_hours: float = Field(default=12, gt=0)
     set: dict[str, Any] = {}  # overrides for every model (shared MLflow, Ray, storage settings)
     models: list[ScheduledModel] = Field(min_length=1)
     _folder: str = PrivateAttr(default=".")  # where the schedule file is: model configs are relative to it
@@ -214,20 +276,36 @@ def model_config(schedule: Schedule, entry: ScheduledModel, overrides: list[str]
 
 def _outcome(name: str, result: dict, steps: Steps) -> dict:
     promo, reg = result["promote"], result["register"]
-    return {"model": name, "outcome": promo["decision"], "reason": promo["reason"], "registered": reg["name"],
-            "version": reg["version"], "champion": promo["champion_version"],
-            "dataset_version": result.get("shard", {}).get("version"), "run": result["train"]["run_name"],
-            "steps_skipped": steps.skipped}
+    row = {"model": name, "outcome": promo["decision"], "reason": promo["reason"], "registered": reg["name"],
+           "version": reg["version"], "champion": promo["champion_version"],
+           "dataset_version": result.get("shard", {}).get("version"), "run": result["train"]["run_name"],
+           "steps_skipped": steps.skipped, "config": steps.config}
+    if steps.replaced:  # the date ran before under another config: say so
+        row["config_before"] = sorted(set(steps.replaced.values()))
+    return row
 
 
 def run_schedule(schedule: Schedule, date: str, overrides: list[str] = (), only: list[str] = ()) -> dict:
-    """Every enabled model of ``schedule`` for ``date``, one after another; a failure is recorded, not raised."""
+    """Every enabled model of ``schedule`` for ``date``, one after another; a failure is recorded, not raised.
+    Holds the date's lease while it runs: a second run of the same date meanwhile is refused (LeaseHeldError)."""
     import re
 
     if not re.match(DATE_PATTERN, date):
         raise I2IError(f"--date must look like YYYY-MM-DD, got {date!r}")
     if unknown := sorted(set(only) - {m.name for m in schedule.models}):
         raise I2IError(f"unknown model(s) {unknown}; the schedule has: {', '.join(m.name for m in schedule.models)}")
+    with lease.held(storage.join(schedule.state, date, LEASE_FILE), ttl_s=schedule.lease_hours * 3600,
+                    what=f"the nightly of {date}") as held:
+        summary = _run_models(schedule, date, overrides, only)
+        if held.took_over:
+            summary["lease_took_over"] = held.took_over
+        storage.write_bytes(summary["summary_uri"], json.dumps(storage.redact_values(summary), indent=1,
+                                                               default=str).encode())
+    summary.pop("details")
+    return storage.redact_values(summary)
+
+
+def _run_models(schedule: Schedule, date: str, overrides: list[str], only: list[str]) -> dict:
     chosen = [m for m in schedule.models if m.enabled and (not only or m.name in only)]
     configs: dict[str, PipelineConfig | Exception] = {}
     for entry in chosen:  # every config is checked before anything trains
@@ -246,13 +324,10 @@ def run_schedule(schedule: Schedule, date: str, overrides: list[str] = (), only:
             rows.append(_outcome(entry.name, details[entry.name], steps))
         except Exception as err:  # noqa: BLE001 — isolate: one model failing must not stop the others
             log.error("nightly %s: model %s failed at step %s:\n%s", date, entry.name, steps.current,
-                      "".join(traceback.format_exception(err)))
-            reason = str(user_error(err) or f"{type(err).__name__}: {err}")
+                      storage.redact("".join(traceback.format_exception(err))))
+            reason = storage.redact(str(user_error(err) or f"{type(err).__name__}: {err}"))
             rows.append({"model": entry.name, "outcome": "failed", "reason": f"{steps.current}: {reason}",
                          "steps_skipped": steps.skipped})
     failed = [r["model"] for r in rows if r["outcome"] == "failed"]
-    summary = {"status": "failed" if failed else "succeeded", "date": date, "failed": failed, "models": rows,
-               "summary_uri": storage.join(schedule.state, date, "summary.json")}
-    storage.write_bytes(summary["summary_uri"], json.dumps({**summary, "details": details}, indent=1,
-                                                           default=str).encode())
-    return summary
+    return {"status": "failed" if failed else "succeeded", "date": date, "failed": failed, "models": rows,
+            "summary_uri": storage.join(schedule.state, date, "summary.json"), "details": details}

@@ -4,7 +4,9 @@ Nothing here schedules anything: cron or systemd fire, and each firing runs
 ``ray job submit --submission-id nightly-<date> … -- python -m jobs.nightly --schedule FILE --date <date>``. The Jobs
 API refuses a submission id it has seen, so a second trigger for the same date (a double-fired timer, a manual
 re-run, ``Persistent=true`` catching up) cannot train twice; a deliberate re-run of a date uses another id and skips
-the steps that already succeeded.
+the steps that already succeeded. Where there is no Jobs API guard (KubeRay RayJob/RayCronJob, a plain
+``python -m jobs.nightly``), the nightly's own date lease (``<state>/<date>/_lease.json``, see ``pipelines.lease``)
+refuses a second run of a date while one runs.
 """
 
 from __future__ import annotations

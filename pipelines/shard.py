@@ -37,7 +37,7 @@ from pipelines.errors import DatasetError
 from pipelines.importers import Layout, Skipped
 from pipelines.manifest import (
     FORMAT, IMAGE_COLUMNS, PAIRED_COLUMNS, Manifest, ShardEntry, SkippedFile, SourceInfo, SplitEntry, content_id,
-    manifest_uri, read_manifest, versions_of, write_manifest,
+    load_manifest, manifest_uri, read_manifest, versions_of, write_manifest,
 )
 from pipelines.schema import StrictModel
 
@@ -218,7 +218,7 @@ def run_shard(cfg: ShardConfig, *, ray_config=None, resolved_config: dict | None
         if earlier and _matches(base := storage.join(cfg.output, earlier[-1]), plan_id):
             log.info("source and config unchanged since dataset version %s: no new version", earlier[-1])
             return _result(read_manifest(base), base, up_to_date=True, seconds=time.perf_counter() - t0)
-        if storage.exists(manifest_uri(output)) and not _matches(output, plan_id):
+        if load_manifest(output) is not None and not _matches(output, plan_id):
             raise DatasetError(
                 f"dataset version {cfg.version} at {storage.describe(output)} was written from a different source "
                 "or shard config, and versions are never rewritten: give this dataset its own shard.output, or a "
@@ -232,10 +232,9 @@ def run_shard(cfg: ShardConfig, *, ray_config=None, resolved_config: dict | None
 
 
 def _matches(output: str, plan_id: str) -> bool:
-    if not storage.exists(manifest_uri(output)):
-        return False
-    old = read_manifest(output)
-    return old.plan_id == plan_id and _is_complete(old, output)
+    """The manifest at ``output`` commits this plan's shards (one cut short by a crash commits nothing)."""
+    old = load_manifest(output)
+    return old is not None and old.plan_id == plan_id and _is_complete(old, output)
 
 
 def _write(cfg: ShardConfig, listing: importers.SourceListing, plan_id: str, output: str, ray_config,
@@ -281,9 +280,9 @@ def _write(cfg: ShardConfig, listing: importers.SourceListing, plan_id: str, out
         id=content_id(splits), dataset=cfg.dataset_name(), version=cfg.version,
         data_mode=listing.data_mode,  # type: ignore[arg-type]
         columns=list(PAIRED_COLUMNS if paired else IMAGE_COLUMNS), domains=listing.domains, plan_id=plan_id,
-        source=SourceInfo(uri=cfg.source, layout=listing.layout, files=len(listing.files),
-                          fingerprint=listing.fingerprint),
-        config=resolved_config or {"shard": cfg.model_dump()}, code_version=code_version(),
+        source=SourceInfo(uri=storage.redact_uri(cfg.source), layout=listing.layout, files=len(listing.files),
+                          fingerprint=listing.fingerprint),  # no credentials in the manifest: URIs are redacted
+        config=storage.redact_values(resolved_config or {"shard": cfg.model_dump()}), code_version=code_version(),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"), splits=splits,
         skipped=[SkippedFile(path=s.path, reason=s.reason) for s in skipped],
     )

@@ -6,7 +6,9 @@ and anything else ``pyarrow.fs.FileSystem.from_uri`` knows (``gs://``, ``hdfs://
 S3 endpoint and credentials come from the standard environment — ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``,
 ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN``, ``~/.aws``, or instance credentials — and
 are never put into the filesystem object (so they never travel inside Ray task payloads, nor reach a log). Every
-process, Ray workers included, resolves URIs itself. Transient S3 errors are retried with exponential backoff
+process, Ray workers included, resolves URIs itself. A URI may still carry its own keys as user-info
+(``s3://KEY:SECRET@bucket/prefix``, percent-encoded, as pyarrow takes them): they are used for that URI only, and
+:func:`redact` strips them from every message, param, tag, manifest and summary. Transient S3 errors are retried with exponential backoff
 (the AWS SDK's standard strategy); a failure is re-raised as :class:`StorageError` naming the endpoint and URI.
 """
 
@@ -19,7 +21,7 @@ import posixpath
 import re
 import tempfile
 from dataclasses import dataclass
-from urllib.parse import urlparse, urlunparse
+from urllib.parse import unquote, urlparse, urlunparse
 
 import pyarrow.fs as pafs
 
@@ -36,7 +38,7 @@ def s3_endpoint() -> str | None:
 
 
 @functools.lru_cache(maxsize=8)
-def _s3(endpoint: str | None, region: str | None) -> pafs.S3FileSystem:
+def _s3(endpoint: str | None, region: str | None, keys: tuple[str, str] | None = None) -> pafs.S3FileSystem:
     kwargs: dict = {
         "region": region,
         "connect_timeout": S3_CONNECT_TIMEOUT_S,
@@ -46,7 +48,18 @@ def _s3(endpoint: str | None, region: str | None) -> pafs.S3FileSystem:
     if endpoint:
         parsed = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
         kwargs.update(endpoint_override=parsed.netloc, scheme=parsed.scheme)
+    if keys:  # the URI's own user-info
+        kwargs.update(access_key=keys[0], secret_key=keys[1])
     return pafs.S3FileSystem(**kwargs)  # no keys: the AWS SDK's default credential chain
+
+
+def _split_userinfo(netloc: str) -> tuple[tuple[str, str] | None, str]:
+    """``(keys, bucket)`` of an S3 URI's netloc: ``KEY:SECRET@bucket`` → ``((KEY, SECRET), bucket)``."""
+    if "@" not in netloc:
+        return None, netloc
+    userinfo, bucket = netloc.rsplit("@", 1)
+    key, _, secret = userinfo.partition(":")
+    return (unquote(key), unquote(secret)), bucket
 
 
 def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -56,14 +69,15 @@ def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
         path = parsed.path if parsed.scheme == "file" else uri
         return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(path))
     if parsed.scheme in ("s3", "s3a") and not parsed.query:
-        if not parsed.netloc:
-            raise StorageError(f"{uri!r} names no bucket: expected s3://bucket/prefix")
+        keys, bucket = _split_userinfo(parsed.netloc)
+        if not bucket:
+            raise StorageError(f"{redact_uri(uri)!r} names no bucket: expected s3://bucket/prefix")
         region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
-        return _s3(s3_endpoint(), region), f"{parsed.netloc}{parsed.path}".rstrip("/")
+        return _s3(s3_endpoint(), region, keys), f"{bucket}{parsed.path}".rstrip("/")
     try:
         fs, path = pafs.FileSystem.from_uri(uri)
     except (ValueError, OSError) as err:  # pyarrow's ArrowInvalid is a ValueError
-        raise StorageError(f"cannot resolve storage URI {uri!r}: {err}") from None
+        raise StorageError(f"cannot resolve storage URI {redact_uri(uri)!r}: {redact(str(err))}") from None
     return fs, path.rstrip("/")
 
 
@@ -103,6 +117,18 @@ def redact(text: str) -> str:
     return _URI.sub(lambda m: redact_uri(m.group(0)), text)
 
 
+def redact_values(value):
+    """``value`` (a JSON-like tree of dicts, lists and strings) with every string :func:`redact`-ed: for a resolved
+    config or a step's result before it is written to a manifest, marker or summary."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: redact_values(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_values(v) for v in value]
+    return value
+
+
 def describe(uri: str) -> str:
     """``uri`` (credentials redacted) plus the endpoint it resolves to, for messages."""
     if urlparse(uri).scheme in ("s3", "s3a"):
@@ -134,7 +160,11 @@ def errors(action: str, uri: str):
 
 
 def join(uri: str, *parts: str) -> str:
-    return posixpath.join(uri.rstrip("/"), *parts) if "://" in uri else os.path.join(uri, *parts)
+    """``uri`` with ``parts`` appended to its path (a URI's query, e.g. ``?endpoint_override=…``, stays last)."""
+    if "://" not in uri:
+        return os.path.join(uri, *parts)
+    base, sep, query = uri.partition("?")
+    return posixpath.join(base.rstrip("/"), *parts) + sep + query
 
 
 def read_bytes(uri: str) -> bytes:
@@ -206,15 +236,17 @@ def create_exclusive(uri: str, data: bytes) -> bool:
     parsed = urlparse(uri)
     if parsed.scheme not in ("s3", "s3a") or parsed.query:
         raise StorageError(f"exclusive create is supported on local folders and s3:// URIs, not {describe(uri)}")
-    return _s3_put_if_absent(parsed.netloc, parsed.path.lstrip("/"), data, uri)
+    keys, bucket = _split_userinfo(parsed.netloc)
+    return _s3_put_if_absent(bucket, parsed.path.lstrip("/"), data, uri, keys)
 
 
-def _s3_put_if_absent(bucket: str, key: str, data: bytes, uri: str) -> bool:
+def _s3_put_if_absent(bucket: str, key: str, data: bytes, uri: str, keys: tuple[str, str] | None) -> bool:
     import boto3  # pyarrow's S3 filesystem has no conditional writes
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
-    client = boto3.client("s3", endpoint_url=s3_endpoint(), config=Config(
+    creds = {"aws_access_key_id": keys[0], "aws_secret_access_key": keys[1]} if keys else {}
+    client = boto3.client("s3", endpoint_url=s3_endpoint(), **creds, config=Config(
         connect_timeout=S3_CONNECT_TIMEOUT_S, read_timeout=S3_REQUEST_TIMEOUT_S,
         retries={"mode": "standard", "max_attempts": S3_RETRY_ATTEMPTS}))
     try:

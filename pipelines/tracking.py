@@ -68,16 +68,23 @@ def run_for(cfg: MlflowConfig, run_name: str, tags: dict[str, str]) -> str:
     found = c.search_runs([exp], filter_string=f"tags.`{RUN_NAME_TAG}` = {quote(run_name)}", max_results=1)
     if found:
         return found[0].info.run_id
-    run = c.create_run(exp, run_name=run_name, tags={RUN_NAME_TAG: run_name, **tags})
+    from pipelines.storage import redact
+
+    run = c.create_run(exp, run_name=run_name, tags={RUN_NAME_TAG: run_name, **{k: redact(str(v)) for k, v in
+                                                                               tags.items()}})
     return run.info.run_id
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, str]:
+    """A nested config as MLflow params ``{"a.b": "value"}``; URIs in values lose their credentials
+    (``storage.redact``), so a source like ``s3://KEY:SECRET@bucket/x`` is logged as ``s3://***@bucket/x``."""
+    from pipelines.storage import redact
+
     out: dict[str, str] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
             out.update(flatten(v, key + "."))
         else:
-            out[key] = str(v)[:6000]
+            out[key] = redact(str(v))[:6000]
     return out

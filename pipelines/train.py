@@ -98,10 +98,12 @@ def plan_run(model: str, model_args: dict, loss_weights: dict, train: TrainConfi
 def finished_run(model: str, model_args: dict, loss_weights: dict, train: TrainConfig) -> TrainResult | None:
     """The result of this config's training run if it has finished, else None."""
     _, run_dir, _ = plan_run(model, model_args, loss_weights, train)
-    marker = storage.join(run_dir, DONE_MARKER)
-    if not storage.exists(marker):
+    done = storage.read_json(storage.join(run_dir, DONE_MARKER))  # cut short by a crash: not finished (resumes)
+    try:
+        return TrainResult(**{**done, "already_done": True}) if isinstance(done, dict) else None
+    except TypeError:  # a marker that is not a TrainResult: not a finished run of this code
+        log.warning("%s does not hold a training result: the run is not finished", storage.describe(run_dir))
         return None
-    return TrainResult(**{**json.loads(storage.read_bytes(marker)), "already_done": True})
 
 
 def loop_config(model: str, model_args: dict, loss_weights: dict, train: TrainConfig, *, mlflow_uri: str = "",

@@ -256,6 +256,10 @@ class _Tracker:
         self.mlflow = mlflow
         self.enabled = bool(config.get("mlflow_run_id"))
         if self.enabled:
+            from pipelines.storage import redact
+
+            if redact(config["mlflow_tracking_uri"]) != config["mlflow_tracking_uri"]:  # user:password@host
+                os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # end_run prints the URI as is
             mlflow.set_tracking_uri(config["mlflow_tracking_uri"])
             mlflow.start_run(run_id=config["mlflow_run_id"])
 

@@ -1,18 +1,25 @@
 """The scheduled nightly as users run it: the cron entry `i2i schedule print` emits, fired twice for one date against
-a real `ray job submit` head; then the morning after: the champion serves, the gate holds, a re-run resumes."""
+a real `ray job submit` head; then the morning after: a re-run resumes, a re-run under a changed config trains anew,
+nothing written holds the credentials the URIs carried, the champion serves, the gate holds."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
+import uuid
 
 import yaml
 
 from jobs import translate as translate_job
 from pipelines import storage
-from tests.conftest import BUCKET, REPO, ray_cli, submit
+from pipelines.nightly import load_schedule, run_schedule
+from tests.conftest import BUCKET, REPO, ray_cli, s3_client, submit, upload_dir
+
+DATE = "2031-09-10"  # the night the test plays: fixed, so crossing midnight changes nothing
+SECRET = "TESTSECRET123"  # in the URIs the schedule is given; nothing written may hold it
 
 TINY_P2P = {"shard.load_size": 36, "shard.num_shards": 2, "train.crop_size": 32, "train.num_workers": 1,
             "model.args": {"image_size": 32, "ngf": 8, "ndf": 8, "norm": "instance", "n_epochs": 1,
@@ -25,30 +32,38 @@ def summary_of(stdout: str) -> dict:
 
 
 def test_double_triggered_nightly_trains_each_model_once_then_champion_serves_and_gate_holds(
-        ray_head, ray_cluster, mlflow_server, demo_root, tmp_path, capsys):
+        ray_head, ray_cluster, mlflow_server, demo_root, tmp_path, capsys, caplog):
     import mlflow
 
+    tag = uuid.uuid4().hex[:8]  # this test's own names: nothing shared with other tests on the session's servers
+    prefix, edges_name = f"sched-{tag}", f"i2i-pix2pix-edges2photo-{tag}"
+    upload_dir(f"{demo_root}/edges2photo", BUCKET, f"{prefix}/src/edges2photo")
+    keyed = f"s3://testing:{SECRET}@{BUCKET}/{prefix}"  # URIs that carry credentials: used, never written
     late = tmp_path / "late"  # the second model's data has not arrived yet: its shard step fails tonight
     schedule = {
-        "state": f"s3://{BUCKET}/sched/state",
-        "set": {"mlflow.tracking_uri": mlflow_server, "mlflow.experiment": "sched",
-                "train.storage_path": f"s3://{BUCKET}/sched/runs", "evaluate.batch_size": 8, **TINY_P2P},
+        "state": f"{keyed}/state",
+        "set": {"mlflow.tracking_uri": mlflow_server.replace("http://", f"http://i2i:{SECRET}@"),
+                "mlflow.experiment": prefix, "train.storage_path": f"s3://{BUCKET}/{prefix}/runs",
+                "evaluate.batch_size": 8, **TINY_P2P},
         "models": [
             {"name": "p2p-edges", "config": f"{REPO}/jobs/configs/quickstart.yaml", "promote_metric": "l1",
-             "set": {"shard.source": f"{demo_root}/edges2photo", "shard.output": f"s3://{BUCKET}/sched/edges2photo"}},
+             "set": {"shard.source": f"{keyed}/src/edges2photo", "shard.output": f"{keyed}/edges2photo",
+                     "shard.name": f"edges2photo-{tag}"}},
             {"name": "p2p-late", "config": f"{REPO}/jobs/configs/quickstart.yaml", "promote_metric": "l1",
-             "set": {"shard.source": str(late), "shard.output": str(tmp_path / "shards-late")}},
+             "set": {"shard.source": str(late), "shard.output": str(tmp_path / "shards-late"),
+                     "shard.name": f"late-{tag}"}},
         ],
     }
     (tmp_path / "nightly.yaml").write_text(yaml.safe_dump(schedule))
     printed = subprocess.run([sys.executable, "-m", "jobs.schedule", "--schedule", str(tmp_path / "nightly.yaml"),
                               "--address", ray_head], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    fire = printed.splitlines()[-1].split(" ", 5)[5].replace("\\%", "%")  # what cron runs
-    date = subprocess.run(["date", "+%F"], capture_output=True, text=True).stdout.strip()
+    cron = printed.splitlines()[-1].split(" ", 5)[5].replace("\\%", "%")  # what cron runs …
+    assert "d=$(date +%F)" in cron
+    fire = cron.replace("d=$(date +%F)", f"d={DATE}")  # … on the night of DATE (the wall clock plays no part)
 
     first = subprocess.Popen(["sh", "-c", fire], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while ray_cli(ray_head, "status", f"nightly-{date}").returncode != 0:  # until the Jobs API has the job
+    while ray_cli(ray_head, "status", f"nightly-{DATE}").returncode != 0:  # until the Jobs API has the job
         assert first.poll() is None and time.time() < deadline, first.communicate()
         time.sleep(2)
     second = subprocess.run(["sh", "-c", fire], capture_output=True, text=True, timeout=300)
@@ -59,41 +74,80 @@ def test_double_triggered_nightly_trains_each_model_once_then_champion_serves_an
     by_model = {r["model"]: r for r in summary["models"]}
     assert summary["failed"] == ["p2p-late"] and by_model["p2p-late"]["reason"].startswith("shard: no files found")
     edges = by_model["p2p-edges"]  # … but the other model trained, was registered and promoted
-    assert (edges["outcome"], edges["reason"], edges["registered"]) == ("promoted", "no champion yet",
-                                                                        "i2i-pix2pix-edges2photo")
-    assert edges["dataset_version"] == date and edges["run"] == f"p2p-edges-{date}"
+    assert (edges["outcome"], edges["reason"], edges["registered"]) == ("promoted", "no champion yet", edges_name)
+    assert edges["dataset_version"] == DATE and re.fullmatch(f"p2p-edges-{DATE}-[0-9a-f]{{8}}", edges["run"])
 
     client = mlflow.MlflowClient(mlflow_server, registry_uri=mlflow_server)
-    versions = client.search_model_versions("name='i2i-pix2pix-edges2photo'")
+    versions = client.search_model_versions(f"name='{edges_name}'")
     assert len(versions) == 1  # trained once
     tags = versions[0].tags
-    assert (tags["i2i.nightly_date"], tags["i2i.dataset_version"], tags["i2i.run_name"]) == (
-        date, date, f"p2p-edges-{date}")
+    assert (tags["i2i.nightly_date"], tags["i2i.dataset_version"], tags["i2i.run_name"]) == (DATE, DATE,
+                                                                                           edges["run"])
     run = client.get_run(versions[0].run_id)
-    assert run.info.run_name == f"p2p-edges-{date}" and run.data.tags["i2i.nightly_date"] == date
+    assert run.info.run_name == edges["run"] and run.data.tags["i2i.nightly_date"] == DATE
 
     # the late data arrives; a deliberate re-run of the date (another submission id) skips every step that
     # succeeded and runs the rest
     shutil.copytree(f"{demo_root}/edges2photo", late)
     again = submit(ray_head, "python", "-m", "jobs.nightly", "--schedule", str(tmp_path / "nightly.yaml"), "--date",
-                   date, options=("--submission-id", f"nightly-{date}-rerun"))
+                   DATE, options=("--submission-id", f"nightly-{DATE}-{tag}-rerun"))
     assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-2000:]
     rows = {r["model"]: r for r in summary_of(again.stdout)["models"]}
     assert rows["p2p-edges"]["steps_skipped"] == ["shard", "train", "evaluate", "register", "promote"]
     assert rows["p2p-edges"]["version"] == edges["version"]
     assert rows["p2p-late"]["outcome"] == "promoted" and rows["p2p-late"]["steps_skipped"] == []
-    assert len(client.search_model_versions("name='i2i-pix2pix-edges2photo'")) == 1
-    assert len(client.search_model_versions("name='i2i-pix2pix-late'")) == 1
+    assert len(client.search_model_versions(f"name='{edges_name}'")) == 1
+    assert len(client.search_model_versions(f"name='i2i-pix2pix-late-{tag}'")) == 1
     # the date's summary, with every step's result, is kept in the state folder
-    stored = json.loads(storage.read_bytes(f"s3://{BUCKET}/sched/state/{date}/summary.json"))
+    stored = storage.read_json(f"{keyed}/state/{DATE}/summary.json")
     assert stored["status"] == "succeeded" and stored["details"]["p2p-late"]["promote"]["decision"] == "promoted"
     assert {"l1", "psnr", "ssim", "fid", "kid"} <= set(stored["details"]["p2p-edges"]["evaluate"]["metrics"])
 
-    champion_serves(mlflow_server, demo_root, tmp_path, capsys)
-    gate_holds(client, mlflow_server, f"s3://{BUCKET}/sched/edges2photo/{date}", tmp_path)
+    config_changed_trains_a_new_run(tmp_path / "nightly.yaml", edges, client, edges_name, caplog)
+    secret_never_written(prefix, client, [out, err, second.stdout, second.stderr, again.stdout, again.stderr])
+    champion_serves(mlflow_server, demo_root, tmp_path, capsys, edges_name, prefix)
+    gate_holds(client, mlflow_server, f"s3://{BUCKET}/{prefix}/edges2photo/{DATE}", tmp_path, edges_name, prefix)
 
 
-def champion_serves(mlflow_server: str, demo_root: str, tmp_path, capsys) -> None:
+def config_changed_trains_a_new_run(schedule_file, edges: dict, client, name: str, caplog) -> None:
+    """The date re-run under a changed config: a new training run (named by the new config's hash), never the old
+    run's checkpoints or markers, and the run says why."""
+    caplog.clear()
+    changed = run_schedule(load_schedule(str(schedule_file)), DATE, overrides=["train.seed=1"], only=["p2p-edges"])
+    row = changed["models"][0]
+    assert row["outcome"] != "failed", row
+    assert row["run"] != edges["run"] and row["run"].startswith(f"p2p-edges-{DATE}-")
+    assert row["steps_skipped"] == [] and row["config_before"] == [edges["config"]]
+    assert any("config changed since this date last ran" in r.getMessage() and row["run"] in r.getMessage()
+               for r in caplog.records)
+    new = client.get_run(client.get_model_version(name, row["version"]).run_id)
+    assert new.info.run_name == row["run"] and new.data.params["train.seed"] == "1"
+    assert new.data.metrics["start_epoch"] == 0  # trained from scratch, not resumed from the old run
+    assert len(client.search_model_versions(f"name='{name}'")) == 2
+
+
+def secret_never_written(prefix: str, client, outputs: list[str]) -> None:
+    """Everything the runs wrote — job output, markers, summaries, manifests, checkpoints, MLflow params, tags and
+    artifacts — holds no credential of the URIs they were given."""
+    assert not [o for o in outputs if SECRET in o]
+    s3 = s3_client()
+    experiment = client.get_experiment_by_name(prefix).experiment_id
+    keys = [o["Key"] for p in (f"{prefix}/state", f"{prefix}/edges2photo", f"{prefix}/runs",
+                               f"mlflow-artifacts/{experiment}")
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=p)
+            for o in page.get("Contents", [])]
+    assert any(k.endswith("manifest.json") for k in keys) and any(k.endswith("summary.json") for k in keys)
+    assert [k for k in keys if SECRET.encode() in s3.get_object(Bucket=BUCKET, Key=k)["Body"].read()] == []
+    runs = client.search_runs([experiment])
+    assert runs and all(r.data.params.get("shard.source", "").startswith("s3://***@") for r in runs
+                        if "shard.source" in r.data.params)
+    mlflow_text = json.dumps([[r.data.params, r.data.tags] for r in runs] + [
+        v.tags for r in client.search_registered_models(f"name LIKE '%{prefix[6:]}'")
+        for v in client.search_model_versions(f"name='{r.name}'")])
+    assert SECRET not in mlflow_text
+
+
+def champion_serves(mlflow_server: str, demo_root: str, tmp_path, capsys, name: str, prefix: str) -> None:
     """`i2i translate` of a folder with `@champion` into object storage: the Ray Data replicas (fresh processes)
     load the champion's version from the registry."""
     import mlflow
@@ -103,17 +157,17 @@ def champion_serves(mlflow_server: str, demo_root: str, tmp_path, capsys) -> Non
     for f in sorted(os.listdir(f"{demo_root}/edges2photo/val"))[:3]:
         shutil.copy(f"{demo_root}/edges2photo/val/{f}", src / f)
     capsys.readouterr()
-    out = f"s3://{BUCKET}/sched/translated"
+    out = f"s3://{BUCKET}/{prefix}/translated"
     assert translate_job.main(["--set", f"mlflow.tracking_uri={mlflow_server}", "--model",
-                               "models:/i2i-pix2pix-edges2photo@champion", str(src), out]) == 0
+                               f"models:/{name}@champion", str(src), out]) == 0
     summary = json.loads(capsys.readouterr().out)
     champion = mlflow.MlflowClient(mlflow_server, registry_uri=mlflow_server).get_model_version_by_alias(
-        "i2i-pix2pix-edges2photo", "champion").version
-    assert summary["written"] == 3 and summary["model_version"] == f"models:/i2i-pix2pix-edges2photo/{champion}"
+        name, "champion").version
+    assert summary["written"] == 3 and summary["model_version"] == f"models:/{name}/{champion}"
     assert len([f for f in storage.list_files(out) if f.relpath.endswith(".png")]) == 3
 
 
-def gate_holds(client, mlflow_server: str, shards: str, tmp_path) -> None:
+def gate_holds(client, mlflow_server: str, shards: str, tmp_path, name: str, prefix: str) -> None:
     """A deliberately worse model (outputs all black) is registered but not promoted."""
     import torch
 
@@ -123,17 +177,17 @@ def gate_holds(client, mlflow_server: str, shards: str, tmp_path) -> None:
     from pipelines.register import run_register
     from pipelines.tracking import MlflowConfig
 
-    name = "i2i-pix2pix-edges2photo"
-    tracking = MlflowConfig(tracking_uri=mlflow_server, experiment="sched")
+    tracking = MlflowConfig(tracking_uri=mlflow_server, experiment=prefix)
     worse = get_model("pix2pix", image_size=32, ngf=8, ndf=8, norm="instance", n_epochs=1, n_epochs_decay=0)
     with torch.no_grad():
         worse.nets["G"].model.model[3].bias.fill_(-10.0)  # outermost transposed conv → tanh → -1
     worse.save_pretrained(str(tmp_path / "worse"))
     eval_cfg = EvaluateConfig(feature_net="tiny", batch_size=8)
     evaluation = evaluate_model(worse, shards, eval_cfg.model_copy(update={"split": "val"}))
-    run_id = client.create_run(client.get_experiment_by_name("sched").experiment_id).info.run_id
-    reg = run_register(checkpoint=str(tmp_path / "worse"), model="pix2pix", dataset="edges2photo", mlflow=tracking,
-                       run_id=run_id, eval_result=evaluation)
+    run_id = client.create_run(client.get_experiment_by_name(prefix).experiment_id).info.run_id
+    reg = run_register(checkpoint=str(tmp_path / "worse"), model="pix2pix", dataset=name.removeprefix("i2i-pix2pix-"),
+                       mlflow=tracking, run_id=run_id, eval_result=evaluation)
+    assert reg.name == name
     champion_before = client.get_model_version_by_alias(name, "champion").version
     decision = run_promote(name=name, mlflow=tracking, cfg=PromoteConfig(metric="l1"), eval_cfg=eval_cfg)
     assert decision.decision == "kept" and decision.challenger_version == reg.version

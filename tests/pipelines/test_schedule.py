@@ -50,10 +50,14 @@ def test_cron_and_systemd_entries_submit_with_the_date_as_submission_id(tmp_path
     assert fields[:5] == ["45", "3", "*", "*", "*"] and "%" not in cron.replace("\\%", "")  # cron: % escaped
     # what the firing runs: the same date in the submission id and in --date, the schedule path quoted
     shell = fields[5].replace("\\%", "%").replace("cd /srv/i2i && ", "").replace("ray job", "printf '%s\\n' ray job")
+    def today() -> str:
+        return subprocess.run(["date", "+%F"], capture_output=True, text=True).stdout.strip()
+
+    before = today()
     out = subprocess.run(["sh", "-c", shell], capture_output=True, text=True, check=True).stdout.splitlines()
-    today = subprocess.run(["date", "+%F"], capture_output=True, text=True).stdout.strip()
-    assert out[out.index("--submission-id") + 1] == f"nightly-{today}" and out[-1] == today
-    assert out[out.index("--schedule"):] == ["--schedule", "my schedule.yaml", "--date", today]
+    fired = out[-1]  # the date the firing computed: today's, also when the test runs across midnight
+    assert fired in {before, today()} and out[out.index("--submission-id") + 1] == f"nightly-{fired}"
+    assert out[out.index("--schedule"):] == ["--schedule", "my schedule.yaml", "--date", fired]
 
     units = systemd_units(schedule, **where)
     assert "OnCalendar=*-*-* 03:45:00\nPersistent=true" in units["i2i-nightly.timer"]
