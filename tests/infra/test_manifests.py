@@ -20,8 +20,11 @@ ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 K8S = INFRA / "k8s"
 DOCKERFILE = INFRA / "docker" / "Dockerfile"
+MLFLOW_DOCKERFILE = INFRA / "docker" / "mlflow.Dockerfile"
 SECRET_NAME = "i2i-env"
-SECRET_KEYS = re.compile(r"^(AWS_|MLFLOW_TRACKING_(PASSWORD|TOKEN|USERNAME))")
+SERVER_SECRET_NAME = "mlflow-server"
+SECRET_KEYS = re.compile(r"^(AWS_|MLFLOW_TRACKING_(PASSWORD|TOKEN|USERNAME)|MLFLOW_AUTH_ADMIN_PASSWORD|"
+                         r"MLFLOW_FLASK_SERVER_SECRET_KEY)")
 
 # Documented ray.io/v1 field names (json tags of the Go types above). A manifest key outside these is a typo or a
 # field this project has not checked.
@@ -47,8 +50,8 @@ ALL_YAML = sorted(INFRA.rglob("*.yaml"))
 MANIFESTS = {p.name: _load(p) for p in sorted(K8S.glob("*.yaml"))}
 
 
-def _one(name: str, kind: str) -> dict:
-    docs = [d for d in MANIFESTS[name] if d["kind"] == kind]
+def _one(name: str, kind: str, named: str | None = None) -> dict:
+    docs = [d for d in MANIFESTS[name] if d["kind"] == kind and named in (None, d["metadata"].get("name"))]
     assert len(docs) == 1, f"{name}: expected one {kind}"
     return docs[0]
 
@@ -57,7 +60,8 @@ CLUSTER = _one("raycluster.yaml", "RayCluster")
 JOB = _one("rayjob-nightly.yaml", "RayJob")
 CRON = _one("raycronjob-nightly.yaml", "RayCronJob")
 FALLBACK = _one("cronjob-fallback.yaml", "CronJob")
-SECRET = _one("secrets.example.yaml", "Secret")
+SECRET = _one("secrets.example.yaml", "Secret", SECRET_NAME)
+SERVER_SECRET = _one("secrets.example.yaml", "Secret", SERVER_SECRET_NAME)
 
 
 def _walk(node, path=()):
@@ -112,7 +116,8 @@ def test_every_yaml_parses_and_k8s_objects_name_their_type(path):
 def test_api_versions():
     expected = {"RayCluster": "ray.io/v1", "RayJob": "ray.io/v1", "RayCronJob": "ray.io/v1", "CronJob": "batch/v1",
                 "Secret": "v1", "ServiceAccount": "v1", "Role": "rbac.authorization.k8s.io/v1",
-                "RoleBinding": "rbac.authorization.k8s.io/v1"}
+                "RoleBinding": "rbac.authorization.k8s.io/v1", "Namespace": "v1", "ConfigMap": "v1",
+                "PersistentVolumeClaim": "v1", "Deployment": "apps/v1", "Service": "v1"}
     for name, docs in MANIFESTS.items():
         for doc in docs:
             assert doc["apiVersion"] == expected[doc["kind"]], f"{name}: {doc['kind']}"
@@ -257,11 +262,13 @@ def test_fallback_rbac_allows_creating_rayjobs():
 
 
 def test_secrets_only_by_reference():
-    # The example Secret holds placeholders only.
+    # The example Secrets hold placeholders only.
     assert SECRET["metadata"]["name"] == SECRET_NAME
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "MLFLOW_TRACKING_URI"):
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "MLFLOW_TRACKING_URI",
+                "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
         assert key in SECRET["stringData"]
-    assert all(v.startswith("<") for k, v in SECRET["stringData"].items() if k.startswith("AWS_"))
+    for secret in (SECRET, SERVER_SECRET):
+        assert all(v.startswith("<") for k, v in secret["stringData"].items() if SECRET_KEYS.match(k)), secret
     # Nowhere else: no Secret objects, no literal credential env values, no credentials in any runtime env.
     for name, docs in MANIFESTS.items():
         for doc in docs:
@@ -311,3 +318,130 @@ def test_ray_up_config_is_valid_for_rays_cluster_launcher_and_matches_the_k8s_cl
     assert env_file in config["file_mounts"]  # the env file the container reads is the one synced to the node
     assert not re.search(r"(AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN|MLFLOW_TRACKING_PASSWORD)\s*[=:]",
                          RAY_UP.read_text())
+
+
+# --- the production schedule evaluates with the standard nets, from weights the image provides ---------------------
+CLUSTER_SCHEDULE = ROOT / "jobs" / "configs" / "nightly_cluster.yaml"
+
+
+def _dockerfile_arg(name: str) -> str:
+    return dict(re.findall(r"^ARG\s+(\w+)=(\S+)", DOCKERFILE.read_text(), re.M))[name]
+
+
+def _weights_check() -> str:
+    """The Python the image build runs to load the baked-in weights (the RUN python -c "..." naming them)."""
+    text = DOCKERFILE.read_text().replace("\\\n", "")
+    (code,) = [c for c in re.findall(r'^RUN python -c "(.*)"\s*$', text, re.M) if "WEIGHTS_DIR" in c]
+    return code
+
+
+def test_production_schedule_evaluates_with_the_standard_weights_the_image_bakes():
+    from pipelines import metrics
+    from pipelines.nightly import load_schedule, model_config
+
+    weights_dir = _dockerfile_arg("WEIGHTS_DIR")
+    assert weights_dir == "/home/ray/.cache/torch/hub/checkpoints"  # user ray's torch cache: metrics' fallback too
+    assert re.search(r"^COPY\s+--chown=\S+\s+infra/docker/weights/\s+\$\{WEIGHTS_DIR\}/\s*$", DOCKERFILE.read_text(),
+                     re.M)
+    assert (INFRA / "docker" / "weights" / ".gitignore").is_file()  # the build context has the folder; no weights in git
+    schedule = load_schedule(str(CLUSTER_SCHEDULE))
+    for model in schedule.models:
+        cfg = model_config(schedule, model)
+        ev = cfg.evaluate
+        assert (ev.feature_net, ev.lpips_backbone) == ("inception", "alex"), model.name  # never the `tiny` nets
+        assert ev.inception_weights == f"{weights_dir}/{metrics.INCEPTION_FILE}", model.name
+        assert ev.lpips_weights == f"{weights_dir}/{metrics.ALEXNET_FILE}", model.name
+        assert not cfg.tune.enabled or cfg.tune.feature_net == "inception", model.name
+
+
+def test_image_build_fails_without_the_weights(tmp_path, monkeypatch):
+    """The build's check, run as written with an empty WEIGHTS_DIR: it fails and names the missing file."""
+    code = _weights_check().replace("${WEIGHTS_DIR}", str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no cached copy to fall back to
+    with pytest.raises(FileNotFoundError, match=f"not found at {tmp_path}/weights-inception-2015-12-05-6726825d.pth"):
+        exec(compile(code, "Dockerfile RUN", "exec"), {})
+
+
+# --- MLflow behind its basic-auth app; the jobs log in with the standard variables ----------------------------------
+MLFLOW = {d["kind"]: d for d in MANIFESTS["mlflow.yaml"]}
+
+
+def _flag(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
+
+
+def read_auth_config(ini_text: str, tmp_path, monkeypatch):
+    """MLflow's own reader of basic_auth.ini (mlflow/server/auth/config.py, loaded alone: the auth package itself
+    needs Flask-WTF) on ``ini_text``."""
+    import importlib.util
+
+    origin = Path(importlib.util.find_spec("mlflow.server").origin).parent / "auth" / "config.py"
+    spec = importlib.util.spec_from_file_location("_mlflow_auth_config", origin)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    (tmp_path / "basic_auth.ini").write_text(ini_text)
+    monkeypatch.setenv("MLFLOW_AUTH_CONFIG_PATH", str(tmp_path / "basic_auth.ini"))
+    for var in ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD"):
+        monkeypatch.delenv(var, raising=False)
+    return module.read_auth_config()
+
+
+def test_mlflow_server_runs_the_basic_auth_app_at_the_url_the_jobs_use(tmp_path, monkeypatch):
+    from urllib.parse import urlparse
+
+    deploy, service, config = MLFLOW["Deployment"], MLFLOW["Service"], MLFLOW["ConfigMap"]
+    pod = deploy["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["command"]
+    assert args[:2] == ["mlflow", "server"] and _flag(args, "--app-name") == "basic-auth"
+    # the URL the jobs use (i2i-env, nightly_cluster.yaml) is this Service, and MLflow accepts it as a Host header
+    url = urlparse(SECRET["stringData"]["MLFLOW_TRACKING_URI"])
+    namespace = service["metadata"]["namespace"]
+    assert url.hostname == f"{service['metadata']['name']}.{namespace}.svc.cluster.local" and url.username is None
+    (port,) = service["spec"]["ports"]
+    assert url.port == port["port"]
+    (target,) = [p for p in container["ports"] if p["name"] == port["targetPort"]]
+    assert int(_flag(args, "--port")) == target["containerPort"] and _flag(args, "--host") == "0.0.0.0"
+    assert url.netloc in _flag(args, "--allowed-hosts").split(",")
+    assert service["spec"]["selector"] == deploy["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["selector"].items() <= deploy["spec"]["template"]["metadata"]["labels"].items()
+    assert {d["metadata"].get("namespace") for d in MANIFESTS["mlflow.yaml"] if d["kind"] != "Namespace"} == {
+        MLFLOW["Namespace"]["metadata"]["name"]} == {namespace}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"  # the one route the auth app leaves open
+    # the auth config is the mounted ConfigMap's file, as MLflow's reader parses it
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    config_path = Path(env["MLFLOW_AUTH_CONFIG_PATH"])
+    mounts = {Path(m["mountPath"]): m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes[mounts[config_path.parent]]["configMap"]["name"] == config["metadata"]["name"]
+    auth = read_auth_config(config["data"][config_path.name], tmp_path, monkeypatch)
+    assert auth.default_permission == "READ" and auth.admin_username == "admin" and auth.admin_password is None
+    # users, runs and the registry persist on the claim; one replica, replaced not rolled (sqlite has one writer)
+    (data_dir,) = [p for p, name in mounts.items() if "persistentVolumeClaim" in volumes[name]]
+    assert volumes[mounts[data_dir]]["persistentVolumeClaim"]["claimName"] == MLFLOW["PersistentVolumeClaim"][
+        "metadata"]["name"]
+    for uri in (auth.database_uri, _flag(args, "--backend-store-uri")):
+        assert uri.startswith(f"sqlite:///{data_dir}/"), uri
+    assert deploy["spec"]["replicas"] == 1 and deploy["spec"]["strategy"]["type"] == "Recreate"
+    # server credentials only from its Secret (admin bootstrap password, CSRF key, artifact store keys)
+    assert [e["secretRef"]["name"] for e in container["envFrom"]] == [SERVER_SECRET_NAME]
+    assert SERVER_SECRET["metadata"]["namespace"] == namespace
+    assert {"MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"} <= set(SERVER_SECRET["stringData"])
+    # its image: mlflow.Dockerfile, MLflow with the auth extra at the jobs' pin
+    assert container["image"] == f"ghcr.io/OWNER/i2i-mlflow:{_pyproject()['project']['version']}"
+    assert '-c /tmp/constraints.txt "mlflow[auth]"' in MLFLOW_DOCKERFILE.read_text()
+
+
+def test_jobs_read_mlflow_credentials_from_the_standard_variables_in_the_secret():
+    from mlflow.environment_variables import MLFLOW_TRACKING_PASSWORD, MLFLOW_TRACKING_USERNAME
+
+    # the names MLflow's client sends as basic auth are the ones the Secret every Ray pod loads holds
+    assert {MLFLOW_TRACKING_USERNAME.name, MLFLOW_TRACKING_PASSWORD.name} <= set(SECRET["stringData"])
+    # and no config carries them: the schedule's URL has no user-info, no file under infra/ or jobs/configs names a
+    # password value
+    from pipelines.nightly import load_schedule
+
+    schedule = load_schedule(str(CLUSTER_SCHEDULE))
+    assert "@" not in schedule.set["mlflow.tracking_uri"]
+    for path in [*ALL_YAML, *sorted((ROOT / "jobs" / "configs").glob("*.yaml"))]:
+        assert not re.search(r"MLFLOW_TRACKING_PASSWORD\s*[=:]\s*[^\s<\"]", path.read_text()), path
