@@ -5,6 +5,12 @@ group it trains), its hyper-parameters as a frozen keyword-only ``Config`` datac
 ``nn.ModuleDict`` ``self.nets`` with direction-stating names (the unit of DDP wrapping, checkpointing and export).
 ``train_step(batch, step)`` reads like the authors' algorithm and returns the raw value of every term; the weights
 are applied in exactly one place, :meth:`I2IModel.weighted`. ``translate(x, **condition)`` is inference.
+
+How a run is driven is declared too, in the authors' units: :meth:`I2IModel.run_length` (epochs for pix2pix and
+CycleGAN, iterations for UNIT, MUNIT and StarGAN v2) and :meth:`I2IModel.lr_factor`, the learning-rate multiplier of
+one iteration, given its global ``step`` (0-based, counted in optimizer steps at the run's global batch) and the
+``epoch`` it falls in. The trainer applies it before every iteration, so a family whose authors step their scheduler
+per iteration (StepLR in UNIT/MUNIT) and one whose authors step it per epoch (pix2pix/CycleGAN) are both exact.
 """
 
 from __future__ import annotations
@@ -22,6 +28,15 @@ from torch import nn
 
 DataMode = Literal["paired", "unpaired", "labeled", "single"]
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "nets.pt"
+
+
+@dataclass(frozen=True)
+class RunLength:
+    """How long the authors train: ``value`` epochs (passes over the training set) or iterations (optimizer steps,
+    each over one global batch)."""
+
+    unit: Literal["epochs", "iterations"]
+    value: int
 
 
 @dataclass(frozen=True)
@@ -50,6 +65,9 @@ class I2IModel(nn.Module):
     inference_nets: ClassVar[tuple[str, ...]]  # what ``export`` keeps
     Config: ClassVar[type]
     multimodal: ClassVar[bool] = False  # translate() draws a style (seed / reference): many outputs per input
+    # Config keys that configs saved by earlier versions may carry and that no longer mean anything: dropped by
+    # from_pretrained (a checkpoint stays loadable), rejected everywhere else like any unknown key
+    legacy_config_keys: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: Any, *, loss_weights: Mapping[str, float] | None = None):
         super().__init__()
@@ -85,13 +103,14 @@ class I2IModel(nn.Module):
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         raise NotImplementedError
 
-    def lr_factor(self, epoch: int) -> float:
-        """Multiplier of the base learning rate at ``epoch`` (0-based); constant unless a family says otherwise."""
+    def lr_factor(self, *, step: int, epoch: int) -> float:
+        """Multiplier of the base learning rate for iteration ``step`` (0-based global step), which falls in
+        ``epoch`` (0-based); constant unless a family says otherwise."""
         return 1.0
 
     @classmethod
-    def default_epochs(cls, config: Any) -> int:
-        """Length of the authors' schedule, in epochs, for ``config``."""
+    def run_length(cls, config: Any) -> RunLength:
+        """Length of the authors' run for ``config``, in the unit the authors count it in."""
         raise NotImplementedError
 
     def train_step(self, batch: Mapping[str, torch.Tensor], step: int) -> StepOutput:
@@ -146,11 +165,13 @@ class I2IModel(nn.Module):
 
     @staticmethod
     def from_pretrained(directory: str) -> I2IModel:
-        from i2i_models.registry import get_model
+        from i2i_models.registry import get_model, get_model_class
 
         with open(os.path.join(directory, CONFIG_FILE)) as f:
             desc = json.load(f)
-        model = get_model(desc["model"], loss_weights=desc["loss_weights"], **desc["config"])
+        legacy = get_model_class(desc["model"]).legacy_config_keys
+        config = {k: v for k, v in desc["config"].items() if k not in legacy}
+        model = get_model(desc["model"], loss_weights=desc["loss_weights"], **config)
         state = torch.load(os.path.join(directory, WEIGHTS_FILE), map_location="cpu", weights_only=True)
         model.load_nets(state)
         return model

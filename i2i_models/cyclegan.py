@@ -32,8 +32,11 @@ channels — G_ab(b) is undefined otherwise (the authors assert; we skip, so 1�
 
 Optimizers: one Adam (lr 2e-4, β (0.5, 0.999)) per network, keyed by its ``nets`` name. The authors use one Adam over
 G_A+G_B and one over D_A+D_B; Adam's update is per-parameter, so per-network optimizers take the identical steps
-(and the trainer can schedule and checkpoint each net alone). lr constant for ``n_epochs`` = 100, then linearly to 0
-over ``n_epochs_decay`` = 100. ``train_step`` follows ``optimize_parameters``: forward both cycles; G step with both
+(and the trainer can schedule and checkpoint each net alone). Run length ``n_epochs`` + ``n_epochs_decay`` = 200
+epochs at global batch 1, an epoch being one pass over the larger domain (the authors' unaligned loader). The rate is
+the authors' ``linear`` policy exactly, as pix2pix's (``schedules.linear_decay``: stepped at the start of each epoch,
+so epoch 100 of 200 is already decayed and epoch 200 trains at 0); ``lr_policy="constant"`` keeps it fixed (the
+presets below). ``train_step`` follows ``optimize_parameters``: forward both cycles; G step with both
 Ds frozen (unwrapped, requires_grad off); then the D step on pooled fakes. With ``n_critic`` > 1 (DualGAN's WGAN)
 the G step runs on every ``n_critic``-th step only, so the critics take ``n_critic`` steps per G step.
 """
@@ -47,13 +50,14 @@ from typing import Any, Literal
 import torch
 
 from i2i_models import losses
-from i2i_models.base import I2IModel, LossTerm, StepOutput, unwrap
+from i2i_models.base import I2IModel, LossTerm, RunLength, StepOutput, unwrap
 from i2i_models.blocks.discriminators import PatchDiscriminator
 from i2i_models.blocks.image_pool import ImagePool
 from i2i_models.blocks.init import init_weights
 from i2i_models.blocks.norms import Norm
 from i2i_models.blocks.resnet import ResnetGenerator
 from i2i_models.registry import register_model
+from i2i_models.schedules import linear_decay
 
 Direction = Literal["a2b", "b2a"]
 
@@ -82,6 +86,7 @@ class CycleGANConfig:
     n_critic: int = 1  # D steps per G step
     n_epochs: int = 100
     n_epochs_decay: int = 100
+    lr_policy: Literal["linear", "constant"] = "linear"  # linear: the authors' decay over n_epochs_decay
 
     def __post_init__(self) -> None:
         if self.gan_mode == "wgan" and not self.clip_D:
@@ -139,13 +144,13 @@ class CycleGAN(I2IModel):
 
         return {name: make(net.parameters()) for name, net in self.nets.items()}
 
-    def lr_factor(self, epoch: int) -> float:
+    def lr_factor(self, *, step: int, epoch: int) -> float:
         c = self.config
-        return max(0.0, 1.0 - max(0, epoch + 1 - c.n_epochs) / float(c.n_epochs_decay + 1))
+        return linear_decay(epoch, c.n_epochs, c.n_epochs_decay) if c.lr_policy == "linear" else 1.0
 
     @classmethod
-    def default_epochs(cls, config: CycleGANConfig) -> int:
-        return config.n_epochs + config.n_epochs_decay
+    def run_length(cls, config: CycleGANConfig) -> RunLength:
+        return RunLength("epochs", config.n_epochs + config.n_epochs_decay)
 
     # --- training -----------------------------------------------------------------------------------------------
     def train_step(self, batch, step: int) -> StepOutput:
@@ -262,25 +267,29 @@ class DiscoGANConfig(CycleGANConfig):
     weight_decay: float = 1e-5
     n_epochs: int = 200
     n_epochs_decay: int = 0
+    lr_policy: Literal["linear", "constant"] = "constant"
 
 
 @register_model("discogan")
 class DiscoGAN(CycleGAN):
     """DiscoGAN — Kim, Cha, Kim, Lee, Kim. "Learning to Discover Cross-Domain Relations with Generative Adversarial
-    Networks", ICML 2017. Authors' code: SKTBrain/DiscoGAN (discogan/image_translation.py).
+    Networks", ICML 2017. Authors' code: SKTBrain/DiscoGAN, ``discogan/image_translation.py`` — one version only
+    (last commit f044178, 2017-04-12).
 
-    L_G = L_GAN_B + L_CONST_A + L_GAN_A + L_CONST_B: the paper adds the two reconstruction losses with
-    weight 1, and its code measures them with MSE (``recon_criterion = nn.MSELoss()``) — so ``recon="mse"``,
-    ``cycle`` = 1. The GAN loss is the non-saturating cross-entropy (``nn.BCELoss``, G labelled real) →
-    ``gan_mode="vanilla"``; D's loss is real·0.5 + fake·0.5 as CycleGAN's. No identity term (``idt`` = 0), no
-    history pool, Adam 2e-4 (0.5, 0.999) with weight decay 1e-5 and a constant rate.
+    **This preset follows the paper**, not the code: L_G = L_GAN_B + L_CONST_A + L_GAN_A + L_CONST_B, the two
+    reconstruction losses with weight 1, measured with MSE as the code does (``recon_criterion = nn.MSELoss()``) —
+    so ``recon="mse"``, ``cycle`` = 1. The GAN loss is the non-saturating cross-entropy (``nn.BCELoss``, G labelled
+    real) → ``gan_mode="vanilla"``; D's loss is real·0.5 + fake·0.5, as in the code's ``get_gan_loss``. No identity
+    term (``idt`` = 0), no history pool, Adam 2e-4 (0.5, 0.999) with weight decay 1e-5 (the code's), a constant rate.
 
-    What differs from the paper and its code: the generators and discriminators are CycleGAN's (ResNet / PatchGAN
-    with instance norm at ``image_size`` 256) rather than DiscoGAN's 64 px conv encoder–decoder and conv D with
-    batch norm; the code's feature-matching loss (0.9·FM + 0.1·GAN), its GAN/recon curriculum (rate 0.01 for the first
-    10k iterations, then 0.5) and its alternation (D every 3rd iteration, G otherwise) are not reproduced — G and D
-    step on every batch, as CycleGAN does. The code loops over 5000 "epochs" with no schedule and was stopped by
-    hand; we keep a constant rate for CycleGAN's 200 epochs.
+    How the code's recipe differs (needs more than weights, so it is not reproduced here: no ``discogan_code``):
+    per generator, loss = (0.1·GAN + 0.9·FM)·(1 − rate) + rate·MSE-reconstruction, where FM is a feature-matching
+    term Σ_{3 D layers} mean((E_batch f(real) − E_batch f(fake))²) and ``rate`` = 0.01 for the first 10,000 iterations
+    (``--gan_curriculum``), 0.5 after (``--default_rate``); one optimizer steps per iteration — D on every 3rd
+    (``--update_interval 3``), G on the others; batch 64 at 64 px; 5000 "epochs" (``--epoch_size``) and no schedule,
+    stopped by hand. The networks differ too: CycleGAN's ResNet G / PatchGAN D with instance norm here, the code's
+    64 px conv encoder–decoder and conv D with batch norm there. Here G and D step on every batch, as CycleGAN's, for
+    ``n_epochs`` = 200 epochs of one pass over the larger domain.
     """
 
     Config = DiscoGANConfig
@@ -297,25 +306,33 @@ class DualGANConfig(CycleGANConfig):
     lr: float = 5e-5
     n_epochs: int = 50
     n_epochs_decay: int = 0
+    lr_policy: Literal["linear", "constant"] = "constant"
 
 
 @register_model("dualgan")
 class DualGAN(CycleGAN):
     """DualGAN — Yi, Zhang, Tan, Gong. "DualGAN: Unsupervised Dual Learning for Image-to-Image Translation",
-    ICCV 2017. Authors' code: duxingren14/DualGAN (TensorFlow).
+    ICCV 2017. Authors' code: duxingren14/DualGAN (TensorFlow), in two versions whose defaults differ (below).
 
-    Generator loss: λ_U‖u − G_B(G_A(u))‖₁ + λ_V‖v − G_A(G_B(v))‖₁ − D_B(G_B(v)) − D_A(G_A(u)); critics
-    D(fake) − D(real): the WGAN loss (Arjovsky et al. 2017), trained as in WGAN with clipped critic weights, several
-    critic steps per generator step (the paper's Algorithm 1) and RMSProp at 5e-5 → ``gan_mode="wgan"``,
-    ``clip_D`` = 0.01 (WGAN's default), ``n_critic`` = 2. The paper sets λ_U, λ_V "within [100.0, 1,000.0]" depending on
-    the task; we use 1000 (``cycle`` = 1000, L1). D terms carry weight 1 (the critic loss is not halved), no identity
-    term, no history pool, constant learning rate for 50 epochs (the code's ``--epoch`` default).
+    **This preset follows the paper**: generator loss λ_U‖u − G_B(G_A(u))‖₁ + λ_V‖v − G_A(G_B(v))‖₁ − D_B(G_B(v))
+    − D_A(G_A(u)); critics D(fake) − D(real): the WGAN loss (Arjovsky et al. 2017), trained as in WGAN with clipped
+    critic weights, several critic steps per generator step (the paper's Algorithm 1) and RMSProp at 5e-5 →
+    ``gan_mode="wgan"``, ``clip_D`` = 0.01 (WGAN's default), ``n_critic`` = 2. The paper sets λ_U, λ_V "within [100.0,
+    1,000.0]" depending on the task; we use 1000 (``cycle`` = 1000, L1). D terms carry weight 1 (the critic loss is
+    not halved), no identity term, no history pool, constant rate for 50 epochs (both code versions' ``--epoch``).
+    Each critic step uses a new batch (the trainer's next step), as Algorithm 1 samples new ones. The networks are
+    CycleGAN's ResNets and instance-norm PatchGANs, not DualGAN's U-Net with batch norm and its critics.
 
-    What differs from the paper and its code: the generators are CycleGAN's ResNets, not DualGAN's U-Net with batch
-    norm and dropout, and the critics are PatchGANs with instance norm rather than batch norm. Each critic step here
-    uses a new batch (the trainer's next step) as Algorithm 1 samples new ones. The public TensorFlow code differs
-    from the paper: it trains with sigmoid cross-entropy, does not clip, takes one D step and then two G steps, and
-    defaults to λ = 20 — we follow the paper.
+    The code, by version — neither is reproduced here (each needs more than weights; no ``dualgan_code``):
+
+    * **up to commit 4ae5faf (2018-04-17)**, the release that accompanied the paper: sigmoid cross-entropy GAN (not
+      WGAN), no weight clipping (``clip_trainable_vars`` is defined but never called), per batch one D step then two
+      G steps, λ_A = λ_B = 20, RMSProp(5e-5, decay 0.9), batch 1, 50 epochs of min(|A|, |B|) batches;
+    * **from commit 915116c (2020-04-03, "provide more options for training losses")**: ``--GAN_type`` wgan-gp by
+      default (critic loss D(fake) − D(real) + 10·gradient penalty, no clipping; ``wgan`` clips at 0.01, ``classic``
+      is the old loss), ``--n_critic`` 1 (one D step, then the G step on the same batch; with k > 1 the G step runs on
+      every k-th batch, still on that batch), λ = 500, a global (non-patch) critic (``--disc_type globalgan``); the
+      rest as before.
     """
 
     Config = DualGANConfig

@@ -15,9 +15,19 @@ Objective (eq. 4), G* = arg min_G max_D L_cGAN(G, D) + λ·L_L1(G):
 * ``d_fake`` (D, weight 0.5): −E[log(1 − D(x, G(x)))]          (LSGAN: E[D(x, G(x))²])
 
 The two D terms carry 0.5 each: the paper divides D's objective by 2 "to slow down the rate at which D learns".
-Adam lr 2e-4, β = (0.5, 0.999); lr constant for ``n_epochs`` then linearly to 0 over ``n_epochs_decay``.
+Adam lr 2e-4, β = (0.5, 0.999). Run length: ``n_epochs`` + ``n_epochs_decay`` = 200 epochs (at the authors' global
+batch 1). The rate follows the PyTorch code's ``linear`` policy exactly (``schedules.linear_decay``): its scheduler
+is stepped at the *start* of every epoch, so epochs 1–99 train at lr, epoch 100 already at lr·100/101, epoch 200 at
+0. ``lr_policy="constant"`` is the original Torch code's (phillipi/pix2pix ``train.lua``: ``niter`` epochs at one
+rate), which the paper's own runs used.
 ``train_step`` follows the authors' ``optimize_parameters``: G forward, D step, then G step with D frozen.
-At test time the paper keeps dropout on and uses the test batch's statistics (``test_time_dropout``).
+
+Test time. The authors' test script runs G in train mode (no ``--eval``) at batch size 1: dropout on (the paper's
+noise z) and each batch-norm layer normalising the one image by its own statistics. Here (``test_norm="sample"``,
+the default) every image is normalised by its own statistics whatever the batch (``blocks.norms.BatchNorm2d``), so
+translating 16 images at once gives each the output it would get alone, and ``translate`` never updates the running
+statistics (the authors' test does; they are not saved there). ``test_norm="running"`` uses the running averages
+instead (the authors' ``--eval``). ``test_time_dropout`` keeps dropout on at test time (the paper; default) or off.
 """
 
 from __future__ import annotations
@@ -27,14 +37,16 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from torch import nn
 
 from i2i_models import losses
-from i2i_models.base import I2IModel, LossTerm, StepOutput, unwrap
+from i2i_models.base import I2IModel, LossTerm, RunLength, StepOutput, unwrap
 from i2i_models.blocks.discriminators import PatchDiscriminator, PixelDiscriminator
 from i2i_models.blocks.init import init_weights
-from i2i_models.blocks.norms import Norm
+from i2i_models.blocks.norms import BatchNorm2d, Norm
 from i2i_models.blocks.unet import UnetGenerator
 from i2i_models.registry import register_model
+from i2i_models.schedules import linear_decay
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,7 +68,13 @@ class Pix2PixConfig:
     beta2: float = 0.999
     n_epochs: int = 100
     n_epochs_decay: int = 100
-    test_time_dropout: bool = True  # the paper's test mode: dropout on, batch statistics
+    # linear: the PyTorch code's policy (decay over n_epochs_decay); constant: the Torch code's, that the paper's
+    # runs used (e.g. edges2shoes: 15 epochs at one rate)
+    lr_policy: Literal["linear", "constant"] = "linear"
+    test_time_dropout: bool = True  # the paper's test mode: dropout on at test time
+    # test-time batch norm: "sample" = each image's own statistics (the authors' batch-1 test in train mode, for any
+    # batch); "running" = the running averages (eval mode, the authors' --eval)
+    test_norm: Literal["sample", "running"] = "sample"
 
     def depth(self) -> int:
         if self.num_downs is not None:
@@ -92,13 +110,14 @@ class Pix2Pix(I2IModel):
         betas = (self.config.beta1, self.config.beta2)
         return {g: torch.optim.Adam(self.nets[g].parameters(), lr=self.config.lr, betas=betas) for g in ("G", "D")}
 
-    def lr_factor(self, epoch: int) -> float:
+    def lr_factor(self, *, step: int, epoch: int) -> float:
+        """The authors' ``linear`` policy, stepped at the start of each epoch (see the module docstring)."""
         c = self.config
-        return 1.0 - max(0, epoch + 1 - c.n_epochs) / float(c.n_epochs_decay + 1)
+        return linear_decay(epoch, c.n_epochs, c.n_epochs_decay) if c.lr_policy == "linear" else 1.0
 
     @classmethod
-    def default_epochs(cls, config: Pix2PixConfig) -> int:
-        return config.n_epochs + config.n_epochs_decay
+    def run_length(cls, config: Pix2PixConfig) -> RunLength:
+        return RunLength("epochs", config.n_epochs + config.n_epochs_decay)
 
     def train_step(self, batch, step: int) -> StepOutput:
         real_a, real_b = batch["input"], batch["target"]
@@ -133,10 +152,19 @@ class Pix2Pix(I2IModel):
         if condition:
             raise TypeError(f"pix2pix takes no conditions, got {sorted(condition)}")
         G = unwrap(self.nets["G"])
-        was_training = G.training
-        G.train(self.config.test_time_dropout)
+        modes = {m: m.training for m in G.modules()}
+        G.eval()  # batch norm reads (running) or ignores (per-sample) its buffers, never updates them
+        for m in G.modules():
+            if isinstance(m, BatchNorm2d):
+                m.per_sample = self.config.test_norm == "sample"
+            elif isinstance(m, nn.Dropout):
+                m.train(self.config.test_time_dropout)
         try:
             with self.autocast(x):
                 return G(x).float()
         finally:
-            G.train(was_training)
+            for m, mode in modes.items():
+                m.train(mode)
+                if isinstance(m, BatchNorm2d):
+                    m.per_sample = False
+

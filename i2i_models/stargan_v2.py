@@ -41,20 +41,26 @@ uses 2. ``step`` is the global iteration count the trainer passes.
 fakes (each: real + R1 + fake), G step latent-guided (steps G, F and E), G step reference-guided (steps G only —
 the authors call only ``optims.generator.step()`` there; E is frozen for it, F is not used), then the EMA update of
 G, F, E, identically on every rank. Reported losses are the mean of each term over its two passes.
-Adam: G/E/D lr 1e-4, F lr 1e-6, β (0, 0.99), weight decay 1e-4; lr constant; 100k iterations at batch 8.
+Adam: G/E/D lr 1e-4, F lr 1e-6, β (0, 0.99), weight decay 1e-4; lr constant. Run length: ``n_iters`` = 100k
+iterations (``--total_iters``) at the authors' global batch 8 (a recipe's ``train.global_batch_size``).
+
+EMA start. The authors' ``build_model`` deep-copies G, F and E into the EMA nets *before* ``Solver`` applies
+``he_init`` to every network whose name lacks "ema" — so the averages start from PyTorch's default initialisation,
+not from the He-initialised weights training starts from, and the first update is 0.999·default + 0.001·trained.
+Here too: the EMA copies are taken before He init. Under DDP every rank builds the model from the same seed
+(``pipelines.train_loop``), so the copies agree without communication.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from i2i_models import losses
-from i2i_models.base import I2IModel, LossTerm, StepOutput, unwrap
-from i2i_models.blocks.ema import ema_copy, ema_reset, ema_update
+from i2i_models.base import I2IModel, LossTerm, RunLength, StepOutput, unwrap
+from i2i_models.blocks.ema import ema_copy, ema_update
 from i2i_models.blocks.init import init_weights
 from i2i_models.blocks.stargan import Generator, MappingNetwork, MultiTaskDiscriminator, StyleEncoder
 from i2i_models.registry import register_model
@@ -79,9 +85,7 @@ class StarGANv2Config:
     weight_decay: float = 1e-4
     ema_beta: float = 0.999
     ds_iter: int = 100_000  # λ_ds decays linearly to 0 over this many steps
-    n_iters: int = 100_000  # the authors' schedule: total iterations …
-    batch_size: int = 8  # … at this batch size …
-    train_size: int = 14_630  # … over this many training images (AFHQ: 5,153 cat + 4,739 dog + 4,738 wild)
+    n_iters: int = 100_000  # the run's length in iterations (the authors' --total_iters, at global batch 8)
 
     def __post_init__(self) -> None:
         if self.num_domains < 1 or self.ds_iter < 1 or self.w_hpf < 0:
@@ -103,17 +107,20 @@ class StarGANv2(I2IModel):
     )
     inference_nets = ("G_ema", "F_ema", "E_ema")
     Config = StarGANv2Config
+    # saved before the run length counted iterations (it was converted to epochs with these)
+    legacy_config_keys = frozenset({"batch_size", "train_size"})
 
     def __init__(self, config: StarGANv2Config, *, loss_weights: Mapping[str, float] | None = None):
         super().__init__(config, loss_weights=loss_weights)
         c = config
-        he = lambda net: init_weights(net, "kaiming")  # noqa: E731  (kaiming normal fan_in, bias 0)
-        self.nets["G"] = he(Generator(c.image_size, c.style_dim, c.max_conv_dim, c.w_hpf, c.base_dim))
-        self.nets["F"] = he(MappingNetwork(c.latent_dim, c.style_dim, c.num_domains, c.mapping_dim))
-        self.nets["E"] = he(StyleEncoder(c.image_size, c.style_dim, c.num_domains, c.max_conv_dim, c.base_dim))
-        self.nets["D"] = he(MultiTaskDiscriminator(c.image_size, c.num_domains, c.max_conv_dim, c.base_dim))
-        for name in ("G", "F", "E"):
-            self.nets[f"{name}_ema"] = ema_copy(self.nets[name])
+        nets = {"G": Generator(c.image_size, c.style_dim, c.max_conv_dim, c.w_hpf, c.base_dim),
+                "F": MappingNetwork(c.latent_dim, c.style_dim, c.num_domains, c.mapping_dim),
+                "E": StyleEncoder(c.image_size, c.style_dim, c.num_domains, c.max_conv_dim, c.base_dim),
+                "D": MultiTaskDiscriminator(c.image_size, c.num_domains, c.max_conv_dim, c.base_dim)}
+        emas = {f"{k}_ema": ema_copy(nets[k]) for k in ("G", "F", "E")}  # before He init, as the authors' copies
+        for name, net in nets.items():
+            self.nets[name] = init_weights(net, "kaiming")  # the authors' he_init: kaiming normal fan_in, bias 0
+        self.nets.update(emas)
         self._landmark_net: LandmarkNet | None = None
 
     def set_landmark_net(self, net: LandmarkNet | None) -> None:
@@ -138,9 +145,8 @@ class StarGANv2(I2IModel):
                 for n in ("G", "F", "E", "D")}
 
     @classmethod
-    def default_epochs(cls, config: StarGANv2Config) -> int:
-        """n_iters · batch_size / train_size, rounded up (AFHQ: 100k · 8 / 14,630 → 55 epochs)."""
-        return math.ceil(config.n_iters * config.batch_size / config.train_size)
+    def run_length(cls, config: StarGANv2Config) -> RunLength:
+        return RunLength("iterations", config.n_iters)
 
     def ds_schedule(self, step: int) -> float:
         """Factor on λ_ds at ``step``: 1 at step 0, linearly down to 0 at ``ds_iter`` and after."""
@@ -152,9 +158,6 @@ class StarGANv2(I2IModel):
         z_trg, z_trg2 = (torch.randn(x_real.size(0), self.config.latent_dim, device=x_real.device)
                          for _ in range(2))
         masks = self._masks(x_real)
-        if step == 0:  # the averages start at the weights training starts from (under DDP: rank 0's, broadcast)
-            for name in ("G", "F", "E"):
-                ema_reset(self.nets[f"{name}_ema"], unwrap(self.nets[name]))
         d_lat = self._d_step(x_real, y_org, y_trg, masks, z_trg, latent=True)
         d_ref = self._d_step(x_real, y_org, y_trg, masks, x_ref, latent=False)
         g_lat, fake_lat = self._g_step(x_real, y_org, y_trg, masks, (z_trg, z_trg2), step, latent=True)

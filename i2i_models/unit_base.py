@@ -9,18 +9,14 @@ per parameter too), so one Adam per net with the same settings, stepped together
 update. The generator terms are declared with group ``gen_a`` and the discriminator term with group ``dis_a``:
 each of them trains both domains' networks (:meth:`UnitFamily._step_nets`).
 
-Schedule: the authors step the learning rate ×``gamma`` every ``step_size`` iterations up to ``n_iters``; the
-pipeline's ``lr_factor(epoch)`` is per epoch, so an epoch is declared as ``iters_per_epoch`` iterations:
-lr_factor(e) = gamma ** ⌊e · iters_per_epoch / step_size⌋ (the factor in force at the epoch's first iteration) and
-default_epochs = ⌈n_iters / iters_per_epoch⌉. This is exact when ``step_size`` is a multiple of
-``iters_per_epoch`` and the data loader yields ``iters_per_epoch`` batches per epoch, i.e. set it to
-⌊images per domain / (batch size · workers)⌋ of the training set (the default 10,000 gives 100 epochs of which
-every 10th halves the rate).
+Schedule, in the authors' unit: ``n_iters`` = 1M iterations at batch 1 (``max_iter``), the rate ×``gamma`` every
+``step_size`` = 100k iterations (StepLR stepped at the start of every iteration: ``schedules.step_decay``, a
+function of the global step the trainer passes, whatever the size of an epoch). An epoch of the pipeline is one
+pass over the larger domain; the run stops at ``n_iters`` iterations, in the middle of an epoch if need be.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -28,10 +24,11 @@ from typing import Literal
 import torch
 
 from i2i_models import losses
-from i2i_models.base import I2IModel, unwrap
+from i2i_models.base import I2IModel, RunLength, unwrap
 from i2i_models.blocks.conv_blocks import PadType
 from i2i_models.blocks.discriminators import MultiScaleDiscriminator
 from i2i_models.blocks.init import init_weights
+from i2i_models.schedules import step_decay
 
 Direction = Literal["a2b", "b2a"]
 
@@ -55,8 +52,7 @@ class UnitFamilyConfig:
     weight_decay: float = 1e-4
     step_size: int = 100_000  # iterations between halvings of the learning rate
     gamma: float = 0.5
-    n_iters: int = 1_000_000  # the authors' max_iter
-    iters_per_epoch: int = 10_000  # what one pipeline epoch stands for (see the module docstring)
+    n_iters: int = 1_000_000  # the authors' max_iter: the run's length, in iterations
 
 
 def multiscale_adversarial(preds: Sequence[torch.Tensor], real: bool, kind: losses.GanKind, *,
@@ -93,13 +89,14 @@ class UnitFamily(I2IModel):
                                        betas=(c.beta1, c.beta2), weight_decay=c.weight_decay)
                 for name, net in self.nets.items()}
 
-    def lr_factor(self, epoch: int) -> float:
-        c = self.config
-        return c.gamma ** (epoch * c.iters_per_epoch // c.step_size)
+    legacy_config_keys = frozenset({"iters_per_epoch"})  # saved before the step decay counted iterations
+
+    def lr_factor(self, *, step: int, epoch: int) -> float:
+        return step_decay(step, self.config.step_size, self.config.gamma)
 
     @classmethod
-    def default_epochs(cls, config: UnitFamilyConfig) -> int:
-        return math.ceil(config.n_iters / config.iters_per_epoch)
+    def run_length(cls, config: UnitFamilyConfig) -> RunLength:
+        return RunLength("iterations", config.n_iters)
 
     def _on(self, term: str) -> bool:
         """Terms whose weight is 0 are not computed (no forward is spent on them) and are reported as 0. Under DDP,

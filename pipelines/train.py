@@ -4,6 +4,17 @@
 The run name is deterministic (model, dataset id, config hash), so re-submitting the same job resumes from its
 latest checkpoint, and a finished run is a no-op. Workers that die are replaced (``FailureConfig.max_failures``)
 and resume from the latest checkpoint.
+
+Batch and length (:func:`run_plan`). ``train.global_batch_size`` is the batch of one optimizer step over all
+workers — the unit the authors' batch sizes are in (1 for pix2pix/CycleGAN/UNIT/MUNIT, 8 for StarGAN v2); each
+worker then reads ``global / num_workers`` images per step, and a global batch that does not split evenly is an
+error. (``train.batch_size`` instead fixes the per-worker batch, the global one then being ``batch_size ·
+num_workers``.) A run lasts the model's ``run_length`` in the authors' unit — epochs (pix2pix, CycleGAN) or
+iterations (UNIT, MUNIT, StarGAN v2) — unless ``train.epochs`` / ``train.iterations`` bound it (whichever comes
+first). Iterations are optimizer steps at the global batch, so with a fixed global batch a different number of
+workers trains the same schedule: the same steps per epoch (⌊epoch images / global batch⌋), the same rate at every
+step (no rate scaling is applied, none is needed). With a per-worker ``batch_size`` a change of world size changes
+the global batch, the steps per epoch and what an iteration-counted schedule sees, and again nothing is rescaled.
 """
 
 from __future__ import annotations
@@ -15,12 +26,12 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from i2i_models.registry import get_model_class
 from pipelines import cluster, storage, tracking
-from pipelines.errors import DatasetError, I2IError
-from pipelines.manifest import read_manifest
+from pipelines.errors import ConfigError, DatasetError, I2IError
+from pipelines.manifest import SplitEntry, read_manifest
 from pipelines.schema import StrictModel
 
 log = logging.getLogger(__name__)
@@ -39,8 +50,14 @@ def check_name(value: str | None) -> str | None:
 
 class TrainConfig(StrictModel):
     dataset: str  # the shard output folder (with manifest.json) or the manifest's URI
-    epochs: int | None = Field(default=None, gt=0)  # None: the model's default schedule (pix2pix: 100 + 100)
-    batch_size: int = Field(default=1, gt=0)  # per worker; pix2pix's default is 1
+    # Run length: both None = the model's run length in its authors' unit (pix2pix, CycleGAN: 200 epochs; UNIT,
+    # MUNIT: 1M iterations; StarGAN v2: 100k); set = a bound (with both set, whichever is reached first)
+    epochs: int | None = Field(default=None, gt=0)
+    iterations: int | None = Field(default=None, gt=0)  # optimizer steps, each over one global batch
+    # Batch: set one of the two. global_batch_size = images per optimizer step over all workers (the authors'
+    # batch; split evenly over num_workers); batch_size = per worker. Neither: 1 per worker.
+    global_batch_size: int | None = Field(default=None, gt=0)
+    batch_size: int | None = Field(default=None, gt=0)
     crop_size: int | None = Field(default=None, gt=0)  # None: the model's image_size
     flip: bool = True
     shuffle_buffer: int = Field(default=64, ge=0)
@@ -62,6 +79,75 @@ class TrainConfig(StrictModel):
     log_every_steps: int = Field(default=50, gt=0)
 
     _safe_run_name = field_validator("run_name")(check_name)  # the run's folder under storage_path
+
+    @model_validator(mode="after")
+    def _batch_splits(self):
+        batch_plan(self)  # raises ConfigError (not a ValueError: it passes pydantic unchanged) on a bad split
+        return self
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    global_batch_size: int  # images per optimizer step, all workers together
+    per_worker_batch_size: int
+    num_workers: int
+
+
+def batch_plan(train: TrainConfig) -> BatchPlan:
+    """The global and per-worker batch of ``train``; a global batch that does not split evenly is an error."""
+    n = train.num_workers
+    if train.global_batch_size is not None and train.batch_size is not None:
+        raise ConfigError("set train.global_batch_size (images per step over all workers) or train.batch_size "
+                          f"(per worker), not both (got {train.global_batch_size} and {train.batch_size})")
+    if train.global_batch_size is None:
+        per_worker = train.batch_size or 1
+        return BatchPlan(per_worker * n, per_worker, n)
+    if train.global_batch_size % n:
+        raise ConfigError(f"train.global_batch_size={train.global_batch_size} cannot be split evenly over "
+                          f"train.num_workers={n}: use a number of workers that divides it, or a global batch that "
+                          f"is a multiple of {n} (which changes the recipe)")
+    return BatchPlan(train.global_batch_size, train.global_batch_size // n, n)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run will do, in the units the authors count in (logged as ``plan.*`` MLflow params)."""
+
+    global_batch_size: int
+    per_worker_batch_size: int
+    num_workers: int
+    length_unit: str  # the model's: "epochs" or "iterations"
+    epochs: int | None  # the bounds the loop stops at (whichever is reached first)
+    iterations: int | None
+    epoch_images: int  # images one epoch passes over (unpaired: the larger domain)
+    steps_per_epoch: int  # ⌊⌊epoch_images / workers⌋ / per-worker batch⌋ (equal shards, last partial batch dropped)
+    total_iterations: int  # optimizer steps the run takes
+
+
+def run_plan(model: str, model_args: dict, train: TrainConfig, epoch_images: int) -> RunPlan:
+    """The batch split, the bounds and the iteration count of this run over ``epoch_images`` images per epoch."""
+    family = get_model_class(model)
+    batch = batch_plan(train)
+    length = family.run_length(family.Config(**model_args))
+    epochs, iterations = train.epochs, train.iterations
+    if epochs is None and iterations is None:
+        epochs, iterations = (length.value, None) if length.unit == "epochs" else (None, length.value)
+    steps = epoch_images // batch.num_workers // batch.per_worker_batch_size
+    bounds = [b for b in (epochs * steps if epochs is not None else None, iterations) if b is not None]
+    return RunPlan(global_batch_size=batch.global_batch_size, per_worker_batch_size=batch.per_worker_batch_size,
+                   num_workers=batch.num_workers, length_unit=length.unit,
+                   epochs=epochs, iterations=iterations, epoch_images=epoch_images, steps_per_epoch=steps,
+                   total_iterations=min(bounds))
+
+
+def epoch_images(entry: SplitEntry, data_mode: str) -> int:
+    """Images one epoch passes over ``entry`` (a manifest split): its samples; for unpaired data the larger
+    domain's (the other one cycles)."""
+    from pipelines import feeds
+
+    if data_mode == "unpaired":
+        return entry.domains.get(feeds.lead_domain(entry.domains).upper(), 0)
+    return entry.samples
 
 
 @dataclass(frozen=True)
@@ -86,11 +172,13 @@ def plan_run(model: str, model_args: dict, loss_weights: dict, train: TrainConfi
     if manifest.data_mode != family.data_mode:
         raise DatasetError(f"model '{model}' trains on {family.data_mode} data, but dataset '{manifest.dataset}' "
                            f"is {manifest.data_mode}")
-    # canonical: every weight and model field spelled out, so "default" and "set to the default" name one run
+    # canonical: every weight and model field spelled out, so "default" and "set to the default" name one run; the
+    # batch as the global batch, so the same training on another number of workers is the same (resumable) run
     spec = {"model_args": dataclass_dict(family, model_args), "loss_weights": family.resolve_weights(loss_weights),
-            "train": train.model_dump(exclude={"num_workers", "use_gpu", "cpus_per_worker", "placement_strategy",
-                                               "storage_path", "run_name", "max_failures", "log_every_steps",
-                                               "num_to_keep"})}
+            "train": {**train.model_dump(exclude={"num_workers", "use_gpu", "cpus_per_worker", "placement_strategy",
+                                                  "storage_path", "run_name", "max_failures", "log_every_steps",
+                                                  "num_to_keep", "batch_size", "global_batch_size"}),
+                      "global_batch_size": batch_plan(train).global_batch_size}}
     name = train.run_name or run_name_for(model, manifest.dataset, manifest.id, spec)
     return name, storage.join(train.storage_path, name), manifest
 
@@ -108,23 +196,33 @@ def finished_run(model: str, model_args: dict, loss_weights: dict, train: TrainC
 
 def loop_config(model: str, model_args: dict, loss_weights: dict, train: TrainConfig, *, mlflow_uri: str = "",
                 mlflow_run_id: str = "", objective: dict | None = None) -> dict:
-    """The plain dict ``train_loop`` / ``run_loop`` read (it travels to the workers)."""
+    """The plain dict ``train_loop`` / ``run_loop`` read (it travels to the workers): ``batch_size`` per worker
+    (derived from the global batch), ``epochs`` / ``max_steps`` bounds (None: unbounded in that unit)."""
     from pipelines import feeds
 
     family = get_model_class(model)
     config = family.Config(**model_args)
+    manifest = read_manifest(train.dataset)
+    plan = run_plan(model, model_args, train, epoch_images(_split(manifest, train.train_split), family.data_mode))
     extra = {}
     if family.data_mode == "unpaired":  # an epoch is one pass over the larger domain
-        extra["lead_domain"] = feeds.lead_domain(read_manifest(train.dataset).splits[train.train_split].domains)
+        extra["lead_domain"] = feeds.lead_domain(manifest.splits[train.train_split].domains)
     return {
         "model": model, "model_args": model_args, "loss_weights": loss_weights, "data_mode": family.data_mode,
         **extra,
-        "epochs": train.epochs or family.default_epochs(config),
-        "batch_size": train.batch_size, "crop_size": train.crop_size or config.image_size, "flip": train.flip,
-        "shuffle_buffer": train.shuffle_buffer, "bf16": train.bf16, "channels_last": train.channels_last,
-        "seed": train.seed, "log_every_steps": train.log_every_steps, "mlflow_tracking_uri": mlflow_uri,
-        "mlflow_run_id": mlflow_run_id, **(objective or {}),
+        "epochs": plan.epochs, "max_steps": plan.iterations, "global_batch_size": plan.global_batch_size,
+        "batch_size": plan.per_worker_batch_size, "crop_size": train.crop_size or config.image_size,
+        "flip": train.flip, "shuffle_buffer": train.shuffle_buffer, "bf16": train.bf16,
+        "channels_last": train.channels_last, "seed": train.seed, "log_every_steps": train.log_every_steps,
+        "mlflow_tracking_uri": mlflow_uri, "mlflow_run_id": mlflow_run_id, **(objective or {}),
     }
+
+
+def _split(manifest, split: str) -> SplitEntry:
+    if split not in manifest.splits:
+        raise DatasetError(f"dataset '{manifest.dataset}' has no split '{split}' to train on; it has: "
+                           f"{', '.join(sorted(manifest.splits))} (set train.train_split)")
+    return manifest.splits[split]
 
 
 def datasets_for(train: TrainConfig) -> dict:
@@ -174,12 +272,16 @@ def run_train(*, model: str, model_args: dict, loss_weights: dict, train: TrainC
     if (done := finished_run(model, model_args, loss_weights, train)) is not None:
         log.info("training run %s already finished: nothing to do", name)
         return done
-    _log_params(mlflow, mlflow_run, model, model_args, loss_weights, train, resolved_config, manifest)
+    plan = run_plan(model, model_args, train, epoch_images(_split(manifest, train.train_split), manifest.data_mode))
+    # the resolved batch split and length as MLflow params plan.*, beside the train.* fields they come from
+    _log_params(mlflow, mlflow_run, model, model_args, loss_weights, train,
+                {**(resolved_config or {}), "plan": asdict(plan)}, manifest)
     init_ray(ray_config)
     config = loop_config(model, model_args, loss_weights, train, mlflow_uri=mlflow.uri(), mlflow_run_id=mlflow_run)
     trainer = trainer_for(config, train, name=name, storage_path=train.storage_path)
-    log.info("training %s on %s (%d workers) as run %s -> %s", model, manifest.dataset, train.num_workers, name,
-             run_dir)
+    log.info("training %s on %s as run %s -> %s: global batch %d = %d workers × %d, %d steps per epoch, %d "
+             "iterations", model, manifest.dataset, name, run_dir, plan.global_batch_size, plan.num_workers,
+             plan.per_worker_batch_size, plan.steps_per_epoch, plan.total_iterations)
     try:
         result = trainer.fit()
     except ray.train.TrainingFailedError as err:

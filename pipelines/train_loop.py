@@ -1,14 +1,20 @@
 """The per-worker training function Ray Train runs on every rank (``TorchTrainer(train_loop, ...)``).
 
-Every network is wrapped in DDP separately (gloo on CPU, NCCL on GPU). Data arrive as equal shards of the Ray
-Datasets (``get_dataset_shard``), are cropped/flipped on the worker from a seeded generator (same crop for an input
-and its target), and each epoch ends with validation metrics all-reduced across ranks, one ``ray.train.report`` per
-rank, and a checkpoint written by rank 0 (networks, optimizers, LR schedulers, epoch, step, model config — a
-checkpoint folder is also loadable with ``I2IModel.from_pretrained``). Only rank 0 talks to MLflow.
+Every rank builds the model from the same seed (identical initial weights, EMA copies included), then draws from a
+stream of its own. Every network is wrapped in DDP separately (gloo on CPU, NCCL on GPU). Data arrive as equal
+shards of the Ray Datasets (``get_dataset_shard``) in per-worker batches of ``batch_size`` = global batch / world
+size, are cropped/flipped on the worker from a seeded generator (same crop for an input and its target). Before
+every iteration each optimizer's rate is set to its base rate × ``model.lr_factor(step=, epoch=)`` (``step`` = the
+global iteration count, the same on every rank). The run ends after ``epochs`` epochs or ``max_steps`` iterations,
+whichever comes first (mid-epoch for the latter). Each epoch ends with validation metrics all-reduced across ranks,
+one ``ray.train.report`` per rank, and a checkpoint written by rank 0 (networks, optimizers, epoch, step, model
+config — a checkpoint folder is also loadable with ``I2IModel.from_pretrained``; the rate is recomputed from the
+step on resume). Only rank 0 talks to MLflow.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 import time
@@ -43,10 +49,15 @@ def _all_reduce(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def build_model(config: dict, device: torch.device, world_size: int) -> I2IModel:
+def build_model(config: dict, device: torch.device, world_size: int, rank: int = 0) -> I2IModel:
+    """The model, built from ``config["seed"]`` on every rank — identical initial weights everywhere, EMA copies
+    included (DDP broadcasts only the trained nets) — then the global RNG reseeded per rank for what follows
+    (noise, dropout, image pools)."""
     import ray.train.torch
 
+    torch.manual_seed(config["seed"])
     model = get_model(config["model"], loss_weights=config["loss_weights"], **config["model_args"])
+    torch.manual_seed(config["seed"] + rank)
     if config["bf16"] and device.type == "cuda":
         model.amp_dtype = torch.bfloat16
     for name in list(model.nets):
@@ -62,11 +73,26 @@ def build_model(config: dict, device: torch.device, world_size: int) -> I2IModel
     return model
 
 
-def _schedulers(model: I2IModel) -> dict[str, torch.optim.lr_scheduler.LambdaLR]:
-    return {g: torch.optim.lr_scheduler.LambdaLR(opt, model.lr_factor) for g, opt in model.optimizers.items()}
+class LrSchedule:
+    """Sets every optimizer's rate to its base rate × ``model.lr_factor(step=, epoch=)``, before each iteration.
+
+    The base rates are read when the optimizers are built (the model config's ``lr``), before a checkpoint's
+    optimizer state (which carries the rate in force when it was saved) is loaded, so a resumed run continues the
+    schedule from its step, and a PBT trial that explored ``model.args.lr`` gets its new base rate."""
+
+    def __init__(self, model: I2IModel):
+        self.model = model
+        self.base = {g: [group["lr"] for group in opt.param_groups] for g, opt in model.optimizers.items()}
+
+    def apply(self, *, step: int, epoch: int) -> float:
+        factor = self.model.lr_factor(step=step, epoch=epoch)
+        for g, opt in self.model.optimizers.items():
+            for group, base in zip(opt.param_groups, self.base[g], strict=True):
+                group["lr"] = base * factor
+        return factor
 
 
-def _restore(model: I2IModel, schedulers: dict, io: LoopIO) -> tuple[int, int, str, dict]:
+def _restore(model: I2IModel, io: LoopIO) -> tuple[int, int, str, dict]:
     """Load the checkpoint handed over (a restarted worker group, a re-run, or a PBT exploit): (next epoch, step,
     the id of the run/trial that wrote it, the loss weights it was trained with)."""
     ckpt = io.get_checkpoint()
@@ -76,17 +102,15 @@ def _restore(model: I2IModel, schedulers: dict, io: LoopIO) -> tuple[int, int, s
         state = torch.load(os.path.join(d, STATE_FILE), map_location="cpu", weights_only=True)
     model.load_nets(state["nets"])
     for g, opt in model.optimizers.items():
-        opt.load_state_dict(state["optimizers"][g])
-        schedulers[g].load_state_dict(state["schedulers"][g])
+        opt.load_state_dict(state["optimizers"][g])  # the rate in it is overwritten from the step before each step
     print(f"[i2i] resumed from checkpoint: epoch {state['epoch']} done, step {state['step']}", flush=True)
     return state["epoch"] + 1, state["step"], state.get("written_by", ""), state.get("loss_weights", {})
 
 
-def _save(model: I2IModel, schedulers: dict, epoch: int, step: int, directory: str, written_by: str) -> None:
+def _save(model: I2IModel, epoch: int, step: int, directory: str, written_by: str) -> None:
     model.save_pretrained(directory)
     torch.save({"nets": {k: unwrap(v).state_dict() for k, v in model.nets.items()},
                 "optimizers": {g: o.state_dict() for g, o in model.optimizers.items()},
-                "schedulers": {g: s.state_dict() for g, s in schedulers.items()},
                 "epoch": epoch, "step": step, "written_by": written_by,
                 "loss_weights": model.loss_weights}, os.path.join(directory, STATE_FILE))
 
@@ -97,12 +121,18 @@ def _to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
             for k, v in batch.items()}
 
 
-def _train_epoch(model: I2IModel, config: dict, io: LoopIO, epoch: int, step: int, rank: int,
-                 device) -> tuple[dict, int, float]:
+def _train_epoch(model: I2IModel, config: dict, io: LoopIO, epoch: int, step: int, rank: int, device,
+                 lr: LrSchedule) -> tuple[dict, int, float]:
+    """One pass over this rank's shard, or up to ``max_steps`` global iterations (every rank stops at the same
+    step: the ranks' shards hold the same number of batches)."""
     gen = torch.Generator().manual_seed(config["seed"] * 1_000_003 + epoch * 7919 + rank)
     sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=device))
     n_steps, n_images, t0 = 0, 0, time.perf_counter()
+    max_steps = config.get("max_steps")
     for batch in feeds.train_batches(config.get("data_mode", "paired"), io.dataset, config, epoch, rank, gen):
+        if max_steps is not None and step >= max_steps:
+            break
+        lr.apply(step=step, epoch=epoch)
         out = model.train_step(_to_device(batch, device, config["channels_last"]), step)
         for k, v in out.losses.items():
             sums[k] += v.float()
@@ -198,23 +228,33 @@ def _translate_val(model: I2IModel, mode: str, batch: dict) -> tuple[torch.Tenso
     return fake, x, [x, *per_domain, ref, guided]
 
 
+def finished(config: dict, epoch: int, step: int) -> bool:
+    """Whether a run that has done epochs 0 … ``epoch`` − 1 and ``step`` iterations is over: ``epochs`` epochs or
+    ``max_steps`` iterations (whichever is set and reached first)."""
+    epochs, max_steps = config.get("epochs"), config.get("max_steps")
+    if epochs is None and max_steps is None:
+        raise ValueError("the loop config bounds neither epochs nor max_steps")
+    return (epochs is not None and epoch >= epochs) or (max_steps is not None and step >= max_steps)
+
+
 def run_loop(config: dict, io: LoopIO, *, rank: int, world: int, device: torch.device) -> None:
-    """Epochs of train → validate → report (+ checkpoint from rank 0), resuming from a handed-over checkpoint."""
-    torch.manual_seed(config["seed"] + rank)
-    model = build_model(config, device, world)
-    schedulers = _schedulers(model)
-    start_epoch, step, restored_from, restored_weights = _restore(model, schedulers, io)
+    """Epochs of train → validate → report (+ checkpoint from rank 0), resuming from a handed-over checkpoint,
+    until :func:`finished`."""
+    model = build_model(config, device, world, rank)
+    lr = LrSchedule(model)
+    start_epoch, step, restored_from, restored_weights = _restore(model, io)
     nodes = _all_gather(_this_node())  # where each rank runs, by rank: the run's own record of its placement
     tracker = _Tracker(config) if rank == 0 else None
     if tracker:
         tracker.tag("i2i.worker_nodes", ",".join(nodes))
-    for epoch in range(start_epoch, config["epochs"]):
-        train_metrics, step, seconds = _train_epoch(model, config, io, epoch, step, rank, device)
-        for s in schedulers.values():
-            s.step()
+    for epoch in itertools.count(start_epoch):
+        if finished(config, epoch, step):
+            break
+        train_metrics, step, seconds = _train_epoch(model, config, io, epoch, step, rank, device, lr)
         val_metrics, grid = _validate(model, config, io, device)
+        last_lr = model.lr_factor(step=max(step - 1, 0), epoch=epoch)  # the rate of the epoch's last iteration
         m = {"epoch": epoch, "step": step, "start_epoch": start_epoch, "epoch_seconds": seconds,
-             "lr_factor": model.lr_factor(epoch), "num_nodes": len(set(nodes)), **train_metrics, **val_metrics,
+             "lr_factor": last_lr, "num_nodes": len(set(nodes)), **train_metrics, **val_metrics,
              **{f"weight_{k}": v for k, v in model.loss_weights.items()}}  # what this epoch trained with
         if rank == 0:
             print(f"[i2i] epoch {epoch} done: " + " ".join(f"{k}={v:.4g}" for k, v in m.items()), flush=True)
@@ -222,7 +262,7 @@ def run_loop(config: dict, io: LoopIO, *, rank: int, world: int, device: torch.d
         with tempfile.TemporaryDirectory() as d:
             checkpoint = None
             if rank == 0:
-                _save(model, schedulers, epoch, step, d, config.get("run_id", ""))
+                _save(model, epoch, step, d, config.get("run_id", ""))
                 checkpoint = io.checkpoint_from_directory(d)
             extra = {"worker_nodes": ",".join(nodes)}
             if restored_from:  # a PBT exploit: whose checkpoint this trial continues, and the weights it had

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from i2i_models import losses
-from i2i_models.base import unwrap
+from i2i_models.base import RunLength, unwrap
 from i2i_models.blocks.image_pool import ImagePool
 from i2i_models.cyclegan import CycleGAN, CycleGANConfig, DiscoGAN, DualGAN
 from i2i_models.registry import get_model
@@ -48,9 +48,9 @@ def test_paper_defaults(standard):
         assert isinstance(opt, torch.optim.Adam)
         assert opt.defaults["lr"] == 2e-4 and opt.defaults["betas"] == (0.5, 0.999)
         assert opt.defaults["weight_decay"] == 0
-    assert CycleGAN.default_epochs(c) == 200  # 100 constant + 100 linear decay
-    assert m.lr_factor(0) == 1.0 and m.lr_factor(99) == 1.0 and m.lr_factor(100) == pytest.approx(1 - 1 / 101)
-    assert m.lr_factor(199) == pytest.approx(1 / 101)
+    assert CycleGAN.run_length(c) == RunLength("epochs", 200)  # 100 + 100 linear decay, stepped per epoch
+    lr = lambda epoch: m.lr_factor(step=0, epoch=epoch)  # noqa: E731
+    assert lr(0) == lr(98) == 1.0 and lr(99) == pytest.approx(1 - 1 / 101) and lr(199) == 0.0  # the authors' epoch 200
     w = [p for p in m.nets["G_ab"].parameters() if p.dim() == 4][1]
     assert abs(w.std().item() - 0.02) < 0.002  # N(0, 0.02)
 
@@ -152,18 +152,20 @@ def weight_diff(name):
 
 def test_presets_differ_from_cyclegan_only_in_their_declared_settings():
     assert config_diff(DiscoGAN) == dict(gan_mode="vanilla", recon="mse", pool_size=0, weight_decay=1e-5,
-                                         n_epochs=200, n_epochs_decay=0)
+                                         n_epochs=200, n_epochs_decay=0, lr_policy="constant")
     assert weight_diff("discogan") == {"cycle": 1.0, "idt": 0.0}
     assert config_diff(DualGAN) == dict(gan_mode="wgan", clip_D=0.01, n_critic=2, pool_size=0, optimizer="rmsprop",
-                                        lr=5e-5, n_epochs=50, n_epochs_decay=0)
+                                        lr=5e-5, n_epochs=50, n_epochs_decay=0, lr_policy="constant")
     assert weight_diff("dualgan") == {"cycle": 1000.0, "idt": 0.0, "d_a_real": 1.0, "d_a_fake": 1.0,
                                       "d_b_real": 1.0, "d_b_fake": 1.0}
     for cls in (DiscoGAN, DualGAN):  # no behaviour of their own: only data
         assert issubclass(cls, CycleGAN) and issubclass(cls.Config, CycleGANConfig)
         assert {k for k, v in vars(cls).items() if callable(v) and k != "Config"} == set()
         assert [(t.name, t.group) for t in cls.loss_terms] == [(t.name, t.group) for t in CycleGAN.loss_terms]
-    assert DiscoGAN.default_epochs(DiscoGAN.Config()) == 200 and DualGAN.default_epochs(DualGAN.Config()) == 50
-    assert get_model("discogan").lr_factor(199) == 1.0  # constant rate
+    assert DiscoGAN.run_length(DiscoGAN.Config()) == RunLength("epochs", 200)
+    assert DualGAN.run_length(DualGAN.Config()) == RunLength("epochs", 50)
+    for name, last in (("discogan", 199), ("dualgan", 49)):  # constant rate, to the last epoch
+        assert get_model(name, **TINY).lr_factor(step=0, epoch=last) == 1.0
 
 
 def test_dualgan_clips_its_critics_and_steps_g_every_n_critic():

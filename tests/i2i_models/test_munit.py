@@ -2,6 +2,7 @@ import pytest
 import torch
 from torch import nn
 
+from i2i_models.base import RunLength
 from i2i_models.registry import get_model
 
 TINY = dict(dim=8, n_res=2, mlp_dim=16, dis_dim=8, dis_n_layer=3)
@@ -53,7 +54,8 @@ def test_authors_defaults(tiny):
         (64, 8, 2, 4, 4, 256, 3)
     assert (c.activ, c.pad_type, c.gan_mode, c.step_size, c.gamma, c.n_iters) == \
         ("relu", "reflect", "lsgan", 100_000, 0.5, 1_000_000)
-    assert tiny.lr_factor(9) == 1 and tiny.lr_factor(10) == 0.5
+    assert type(tiny).run_length(c) == RunLength("iterations", 1_000_000)
+    assert tiny.lr_factor(step=99_998, epoch=0) == 1 and tiny.lr_factor(step=99_999, epoch=0) == 0.5
 
 
 def test_seeds_give_reproducible_different_styles(tiny):

@@ -7,7 +7,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from i2i_models import losses
-from i2i_models.base import unwrap
+from i2i_models.base import RunLength, unwrap
+from i2i_models.blocks.stargan import Generator
 from i2i_models.registry import get_model
 
 TINY = dict(image_size=32, num_domains=3, base_dim=4, max_conv_dim=8, style_dim=8, latent_dim=4, mapping_dim=8)
@@ -53,9 +54,9 @@ def test_authors_defaults():
         assert {id(p) for p in opt.param_groups[0]["params"]} == {id(p) for p in m.nets[name].parameters()}
     c = m.Config()  # the standard (AFHQ) config, without building it
     assert (c.image_size, c.num_domains, c.w_hpf, c.style_dim, c.latent_dim, c.max_conv_dim) == (256, 3, 0, 64, 16, 512)
-    assert (c.n_iters, c.batch_size, c.ds_iter, c.ema_beta) == (100_000, 8, 100_000, 0.999)
-    assert type(m).default_epochs(c) == 55  # ceil(100k iterations · 8 / 14,630 AFHQ training images)
-    assert m.lr_factor(0) == m.lr_factor(54) == 1.0
+    assert (c.n_iters, c.ds_iter, c.ema_beta) == (100_000, 100_000, 0.999)
+    assert type(m).run_length(c) == RunLength("iterations", 100_000)  # at global batch 8: the recipes' business
+    assert m.lr_factor(step=0, epoch=0) == m.lr_factor(step=99_999, epoch=54) == 1.0
 
 
 def test_he_init():
@@ -90,17 +91,20 @@ def test_ema_is_a_frozen_average_of_the_trained_nets():
             assert torch.equal(a, b)
 
 
-def test_ema_restarts_from_the_trained_nets_at_step_0():
-    """Under DDP the ranks' EMA copies must agree: at step 0 they restart from the (broadcast) trained nets."""
+def test_ema_starts_where_the_authors_does_before_he_init():
+    """The authors deep-copy G, F, E into the EMA nets before he_init: the averages start at PyTorch's default
+    initialisation, and the first update blends it with the trained weights (no restart at step 0)."""
+    torch.manual_seed(3)
     m = tiny()
+    torch.manual_seed(3)
+    default = Generator(32, TINY["style_dim"], TINY["max_conv_dim"], 0.0, TINY["base_dim"])  # built first, same RNG
+    for e, d, g in zip(m.nets["G_ema"].parameters(), default.parameters(), m.nets["G"].parameters()):
+        assert torch.equal(e, d)
+    assert any(not torch.equal(e, g) for e, g in zip(m.nets["G_ema"].parameters(), m.nets["G"].parameters()))
     m.setup_optimizers()
-    with torch.no_grad():
-        for p in m.nets["G"].parameters():
-            p.add_(1.0)
-    before = [p.clone() for p in m.nets["G"].parameters()]
     m.train_step(labeled_batch(), 0)
-    for e, b, g in zip(m.nets["G_ema"].parameters(), before, m.nets["G"].parameters()):
-        torch.testing.assert_close(e, 0.999 * b + 0.001 * g, rtol=1e-6, atol=1e-9)
+    for e, d, g in zip(m.nets["G_ema"].parameters(), default.parameters(), m.nets["G"].parameters()):
+        torch.testing.assert_close(e, 0.999 * d + 0.001 * g, rtol=1e-6, atol=1e-9)
 
 
 def test_ds_weight_schedule_is_a_function_of_step():
@@ -211,8 +215,9 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
-        torch.manual_seed(rank)  # different init per rank, as the trainer seeds: DDP broadcasts, EMA follows
+        torch.manual_seed(0)  # as the trainer: the model from one seed on every rank (the EMA copies agree) …
         m = tiny()
+        torch.manual_seed(rank)  # … then a stream of its own per rank
         for name in list(m.nets):  # the trainer's wrapping: every net with trainable parameters, separately
             if any(p.requires_grad for p in m.nets[name].parameters()):
                 m.nets[name] = torch.nn.parallel.DistributedDataParallel(m.nets[name], broadcast_buffers=False)

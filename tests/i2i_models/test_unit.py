@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from i2i_models import losses
-from i2i_models.base import unwrap
+from i2i_models.base import RunLength, unwrap
 from i2i_models.registry import get_model
 
 TINY = dict(dim=8, n_res=2, dis_dim=8, dis_n_layer=3)
@@ -49,11 +49,12 @@ def test_authors_defaults(standard):
         assert isinstance(opt, torch.optim.Adam)
         assert opt.defaults["lr"] == 1e-4 and opt.defaults["betas"] == (0.5, 0.999)
         assert opt.defaults["weight_decay"] == 1e-4
-    # ×0.5 every 100k iterations of 1M; an epoch stands for iters_per_epoch = 10k iterations
-    assert type(m).default_epochs(c) == 100
-    assert [m.lr_factor(e) for e in (0, 9, 10, 19, 20, 99)] == [1, 1, 0.5, 0.5, 0.25, 0.5**9]
-    finer = get_model("unit", iters_per_epoch=2_500, **TINY)
-    assert type(finer).default_epochs(finer.config) == 400 and finer.lr_factor(39) == 1 and finer.lr_factor(40) == 0.5
+    # 1M iterations, ×0.5 every 100k, a function of the step whatever the epoch: the authors' StepLR is stepped
+    # before each iteration, so iteration 99,999 (the 100,000th) is the first at half the rate
+    assert type(m).run_length(c) == RunLength("iterations", 1_000_000)
+    lr = [m.lr_factor(step=s, epoch=7) for s in (0, 99_998, 99_999, 199_998, 199_999, 999_999)]
+    assert lr == [1, 1, 0.5, 0.5, 0.25, 0.5**10]
+    assert m.lr_factor(step=5, epoch=0) == m.lr_factor(step=5, epoch=99) == 1.0
     # init: kaiming (fan_in, gain √2) for G, N(0, 0.02) for D
     first_g = unwrap(m.nets["gen_a"]).enc.model[0][1].weight  # conv7, 3 → 64
     assert abs(first_g.std().item() - math.sqrt(2 / (3 * 49))) < 0.02

@@ -16,7 +16,7 @@ from tests.conftest import submit
 
 TINY = {
     "munit": "{image_size: 32, dim: 8, n_res: 2, mlp_dim: 16, style_dim: 4, dis_dim: 8, dis_n_layer: 3, "
-             "dis_num_scales: 2, iters_per_epoch: 100}",
+             "dis_num_scales: 2}",
     "stargan_v2": "{image_size: 32, num_domains: 3, base_dim: 8, max_conv_dim: 16, style_dim: 8, latent_dim: 4, "
                   "mapping_dim: 16, ds_iter: 100}",
 }
