@@ -1,7 +1,7 @@
 """Registry operations on the ``i2i-*`` registered models: a table in a terminal, JSON with ``--json``.
 
     i2i models list [NAME]                      versions, aliases, the metric each was judged on
-    i2i models best NAME [--metric M]           best version by eval.M on the champion's eval data
+    i2i models best NAME [--metric M]           best version by eval.M under the champion's eval fingerprint
     i2i models promote NAME VERSION [--force --reason TEXT]   through the gate, or forced
     i2i models rollback NAME [--reason TEXT]    champion back to the previous champion
     i2i models history NAME                     who was champion when, and why

@@ -1,4 +1,7 @@
-"""Promote the challenger to champion if it beats the champion on the configured metric (same eval shards).
+"""Promote the challenger to champion if it beats the champion on the configured metric, both measured under the
+same evaluation fingerprint (the champion is re-evaluated when it was not). Exit 2 when the gate refuses (an
+un-evaluated challenger) or the registry fails: before the alias move the champion is unchanged; after it (while
+recording the decision) the move is in the champion history and a re-run reports it.
 
     ray job submit --working-dir . -- python -m jobs.promote --config jobs/configs/quickstart.yaml [--version N]
 """

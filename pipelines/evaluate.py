@@ -15,14 +15,24 @@ path or the ``$TORCH_HOME`` cache (never downloaded at run time; a clear error n
 ``tiny`` net for tests and offline smoke runs; LPIPS likewise (``lpips_backbone``). Translations are seeded (style k
 of every input uses ``seed * 1000 + k``; FID/KID use style 0), so two models evaluated with the same config see the
 same noise and the same images (the promotion gate compares them on equal terms).
+
+Every result carries an **evaluation fingerprint**: a short hash of what its numbers depend on — the data (dataset
+id, split) and each setting that changes a number for this model (seed; the FID/KID feature net and the sha256 of
+its weights file, ``kid_subset_size``; ``ground_truth``; for multimodal families ``num_styles``, the LPIPS backbone
+and its weights' sha256; the domain classifier's sha256; ``batch_size`` where it changes numbers: multimodal styles
+are drawn per batch, reference-guided references are the first batch). Two scores are comparable only when their
+fingerprints are equal. ``fingerprint_spec`` is the readable form (the ``eval.fingerprint_json`` tag) and
+``config_from_spec`` turns it back into an ``EvaluateConfig``. ``FINGERPRINT_VERSION`` changes when the metric code
+does.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -92,12 +102,60 @@ class EvalResult:
     dataset_id: str
     split: str
     samples: int
+    fingerprint: str = ""  # "" in results written before fingerprints existed: comparable with nothing
+    fingerprint_spec: dict = field(default_factory=dict)
+
+
+FINGERPRINT_VERSION = 1
+
+
+def fingerprint_spec(cfg: EvaluateConfig, dataset_id: str, split: str, model: I2IModel) -> dict:
+    """What ``cfg`` measures ``model`` with on one split, as data: every entry that can change a number (None where
+    the model's evaluation does not use it). Hashes the weights files it names (cached)."""
+    multimodal, mode = model.multimodal, model.data_mode
+    return {
+        "v": FINGERPRINT_VERSION, "dataset_id": dataset_id, "split": split, "seed": cfg.seed,
+        "feature_net": cfg.feature_net if cfg.fid else None,
+        "feature_net_id": metrics.feature_net_identity(cfg.feature_net, cfg.inception_weights) if cfg.fid else None,
+        "kid_subset_size": cfg.kid_subset_size if cfg.fid else None,
+        "ground_truth": cfg.ground_truth if mode == "unpaired" else None,
+        "num_styles": cfg.num_styles if multimodal else None,
+        "lpips_backbone": cfg.lpips_backbone if multimodal else None,
+        "lpips_id": metrics.lpips_identity(cfg.lpips_backbone, cfg.lpips_weights) if multimodal else None,
+        "domain_classifier_id": (f"sha256={metrics.file_sha256(cfg.domain_classifier)}"
+                                 if cfg.domain_classifier and mode == "unpaired" else None),
+        "batch_size": cfg.batch_size if multimodal or mode == "labeled" else None,
+    }
+
+
+def fingerprint_of(spec: dict) -> str:
+    """The short stable hash of a fingerprint spec (canonical JSON)."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def config_from_spec(spec: dict, base: EvaluateConfig) -> EvaluateConfig:
+    """The ``EvaluateConfig`` a fingerprint spec was measured with; where the weights files are comes from
+    ``base`` (their identities are in the spec: a different file gives a different fingerprint)."""
+    if spec.get("v") != FINGERPRINT_VERSION:
+        raise ValueError(f"evaluation fingerprint version {spec.get('v')!r} is not {FINGERPRINT_VERSION}: "
+                         "it was measured by other metric code")
+    update = {"split": spec["split"], "seed": spec["seed"], "fid": spec["feature_net"] is not None,
+              "ground_truth": spec["ground_truth"]}
+    update.update({k: spec[k] for k in ("feature_net", "kid_subset_size", "num_styles", "lpips_backbone",
+                                        "batch_size") if spec.get(k) is not None})
+    if spec.get("domain_classifier_id") is None:
+        update["domain_classifier"] = None
+    return EvaluateConfig(**{**base.model_dump(), **update})
 
 
 def eval_tags(result: EvalResult) -> dict[str, str]:
-    """The ``eval.*`` tags a registered version carries: every metric, and what it was measured on."""
+    """The ``eval.*`` tags a registered version carries: every metric, what it was measured on, and the evaluation
+    fingerprint (``eval.fingerprint`` and its readable ``eval.fingerprint_json``) when the result has one."""
     tags = {f"eval.{k}": repr(v) for k, v in result.metrics.items()}
     tags.update({"eval.dataset": result.dataset, "eval.dataset_id": result.dataset_id, "eval.split": result.split})
+    if result.fingerprint:
+        tags.update({"eval.fingerprint": result.fingerprint,
+                     "eval.fingerprint_json": json.dumps(result.fingerprint_spec, sort_keys=True)})
     return tags
 
 
@@ -250,8 +308,9 @@ def evaluate_model(model: I2IModel, dataset: str, cfg: EvaluateConfig) -> EvalRe
         raise ValueError(f"split '{split}' of {dataset} yielded no samples")
     if skipped := [s for data in read for s in data.skipped()]:
         log.warning("%d samples skipped while evaluating (undecodable), e.g. %s", len(skipped), skipped[0])
+    spec = fingerprint_spec(cfg, read[0].manifest.id, split, model)
     return EvalResult(metrics=result, dataset=storage.absolute(dataset), dataset_id=read[0].manifest.id, split=split,
-                      samples=n)
+                      samples=n, fingerprint=fingerprint_of(spec), fingerprint_spec=spec)
 
 
 def run_evaluate(*, model_uri: str, dataset: str, cfg: EvaluateConfig, mlflow: tracking.MlflowConfig,
@@ -270,4 +329,5 @@ def run_evaluate(*, model_uri: str, dataset: str, cfg: EvaluateConfig, mlflow: t
             c.log_metric(mlflow_run_id, f"eval_{k}", v)
         c.set_tag(mlflow_run_id, "eval.dataset_id", result.dataset_id)
         c.set_tag(mlflow_run_id, "eval.split", result.split)
+        c.set_tag(mlflow_run_id, "eval.fingerprint", result.fingerprint)
     return result

@@ -24,8 +24,10 @@ mean prediction over the K outputs of the same input i; IS the same with p(y) ov
 
 from __future__ import annotations
 
+import hashlib
 import os
-from importlib import resources
+from functools import lru_cache
+from importlib.util import find_spec
 
 import torch
 from torch import nn
@@ -34,6 +36,8 @@ INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision AlexNet_Weights.IMAGENET1K_V1
 ALEXNET_URL = f"https://download.pytorch.org/models/{ALEXNET_FILE}"
+TINY_DIM, TINY_SEED = 64, 0  # the tiny FID/KID feature net: width and weight seed
+TINY_LPIPS_SEED = 0  # the tiny LPIPS backbone's weight seed
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -59,7 +63,7 @@ def paired_means(sums: torch.Tensor) -> dict[str, float]:
 class TinyFeatures(nn.Module):
     """Seeded random conv features (uint8 NCHW in, (N, dim) out) — a stand-in Inception for tests."""
 
-    def __init__(self, dim: int = 64, seed: int = 0):
+    def __init__(self, dim: int = TINY_DIM, seed: int = TINY_SEED):
         super().__init__()
         g = torch.Generator().manual_seed(seed)
         self.net = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.ReLU(), nn.Conv2d(16, dim, 3, 2, 1), nn.ReLU(),
@@ -101,6 +105,51 @@ def feature_net(kind: str, weights_path: str | None = None) -> nn.Module:
         return NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
                                   feature_extractor_weights_path=inception_weights(weights_path), antialias=False)
     raise ValueError(f"unknown feature net '{kind}'; choose inception or tiny")
+
+
+# --- identities: what a number was measured with (the evaluation fingerprint records them) ----------------------
+@lru_cache(maxsize=16)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str) -> str:
+    """sha256 of a weights file (cached per path, size and mtime: the 95 MB Inception file is hashed once)."""
+    st = os.stat(path)
+    return _sha256(os.path.abspath(path), st.st_size, st.st_mtime_ns)
+
+
+def _lpips_lin_file() -> str:
+    """LPIPS' linear layers in the torchmetrics wheel (found without importing torchmetrics' image package)."""
+    return os.path.join(os.path.dirname(find_spec("torchmetrics").origin), "functional", "image", "lpips_models",
+                        "alex.pth")
+
+
+def feature_net_identity(kind: str, weights_path: str | None = None) -> str:
+    """The FID/KID feature network as a string that changes when its numbers would: ``tiny`` and its seed and
+    width, or the sha256 of the Inception weights file ``feature_net`` would load."""
+    if kind == "tiny":
+        return f"tiny:dim={TINY_DIM}:seed={TINY_SEED}"
+    if kind == "inception":
+        return f"inception:sha256={file_sha256(inception_weights(weights_path))}"
+    raise ValueError(f"unknown feature net '{kind}'; choose inception or tiny")
+
+
+def lpips_identity(backbone: str = "alex", weights_path: str | None = None) -> str:
+    """LPIPS as ``lpips_net`` builds it: the backbone (the AlexNet file's sha256, or ``tiny`` and its seed) and the
+    sha256 of the linear layers' file."""
+    lin = f"lin:sha256={file_sha256(_lpips_lin_file())}"
+    if backbone == "tiny":
+        return f"tiny:seed={TINY_LPIPS_SEED}:{lin}"
+    if backbone == "alex":
+        path = cached_weights(ALEXNET_FILE, ALEXNET_URL, weights_path, needed_by="LPIPS",
+                              config_key="lpips_weights", fallback="evaluate.lpips_backbone=tiny")
+        return f"alex:sha256={file_sha256(path)}:{lin}"
+    raise ValueError(f"unknown LPIPS backbone '{backbone}'; choose alex or tiny")
 
 
 class Distribution:
@@ -183,7 +232,7 @@ def lpips_net(backbone: str = "alex", weights_path: str | None = None) -> LPIPS:
         features.load_state_dict({k.removeprefix("features."): v for k, v in state.items()
                                   if k.startswith("features.")})
     elif backbone == "tiny":
-        g = torch.Generator().manual_seed(0)
+        g = torch.Generator().manual_seed(TINY_LPIPS_SEED)
         for m in features:
             if isinstance(m, nn.Conv2d):
                 fan_in = m.weight[0].numel()
@@ -191,8 +240,7 @@ def lpips_net(backbone: str = "alex", weights_path: str | None = None) -> LPIPS:
                 m.bias.data.zero_()
     else:
         raise ValueError(f"unknown LPIPS backbone '{backbone}'; choose alex or tiny")
-    lin_file = resources.files("torchmetrics.functional.image") / "lpips_models" / "alex.pth"
-    return LPIPS(features, torch.load(str(lin_file), map_location="cpu", weights_only=True))
+    return LPIPS(features, torch.load(_lpips_lin_file(), map_location="cpu", weights_only=True))
 
 
 def diversity_sums(net: LPIPS, outputs: torch.Tensor) -> torch.Tensor:

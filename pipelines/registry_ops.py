@@ -1,24 +1,31 @@
 """Day-to-day registry operations behind ``i2i models``: list the registered ``i2i-*`` models, pick the best version
 by a metric, promote (through the gate, or forced), roll the champion back, and show who was champion when and why.
 
-Every champion change (the gate in ``promote.run_promote``, a forced promotion, a rollback) is appended to the
-registered-model tag ``i2i.champion_history`` (JSON list of ``{version, at, reason, kind, by}``, oldest first);
-models promoted before that tag existed fall back to the ``promotion.*`` tags of their versions.
+Every champion change (the gate in ``promote.run_promote``, a forced promotion, a rollback) moves the alias by
+compare-and-set under the champion lease and is appended to the registered-model tag ``i2i.champion_history``
+(``champion`` module: bounded tags, archived, never dropped); models promoted before that tag existed fall back to
+the ``promotion.*`` tags of their versions. ``best`` ranks only versions measured under the same evaluation
+fingerprint (``evaluate`` module) as the champion (else the latest version).
 """
 
 from __future__ import annotations
 
-import json
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import ParamSpec, TypeVar
 
+from pipelines import champion as champ
 from pipelines import tracking
+from pipelines.champion import HISTORY_TAG
 from pipelines.errors import RegistryError
 from pipelines.evaluate import EvaluateConfig, lower_is_better
-from pipelines.promote import HISTORY_TAG, PromoteConfig, PromoteResult, record_champion, run_promote, utc_now, whoami
+from pipelines.promote import PromoteConfig, PromoteResult, run_promote
 
+P, T = ParamSpec("P"), TypeVar("T")
 PREFIX = "i2i-"
-_EVAL_META = ("eval.dataset", "eval.dataset_id", "eval.split")
+_EVAL_META = ("eval.dataset", "eval.dataset_id", "eval.split", "eval.fingerprint", "eval.fingerprint_json")
 
 
 @dataclass(frozen=True)
@@ -37,11 +44,12 @@ class BestResult:
     metric: str
     lower_is_better: bool
     dataset_id: str  # the eval data every ranked version was measured on
-    dataset_from: str  # whose dataset id that is: "champion vN" or "latest vN"
+    dataset_from: str  # whose evaluation that is: "champion vN" or "latest vN"
     best_version: str
     best_value: float
     ranked: list[dict] = field(default_factory=list)  # {version, value, aliases}, best first
     skipped: list[dict] = field(default_factory=list)  # {version, reason}
+    fingerprint: str = ""  # the evaluation fingerprint every ranked version was measured under
 
 
 @dataclass(frozen=True)
@@ -60,20 +68,39 @@ class HistoryResult:
     name: str
     source: str  # HISTORY_TAG, or "promotion.* tags" for models promoted before the history tag existed
     current_champion: str | None
-    entries: list[dict]  # {version, at, reason, kind, by}, oldest first
+    entries: list[dict]  # {version, previous, at, reason, kind, by, id} (older entries: fewer keys), oldest first
 
 
-def _mlflow_error():
-    from mlflow.exceptions import MlflowException
+_MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")  # no such name / version (or not a valid one)
 
-    return MlflowException
+
+def _missing(err: BaseException) -> bool:
+    return getattr(err, "error_code", None) in _MISSING
+
+
+def _fails_closed(fn: Callable[P, T]) -> Callable[P, T]:
+    """An operation whose MLflow errors (server unreachable, 5xx, denied) fail it as a ``RegistryError`` (one line,
+    exit 2 at the job edge) instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return fn(*args, **kwargs)
+        except (MlflowException, OSError) as err:
+            first = (str(err).strip().splitlines() or [""])[0]
+            raise RegistryError(f"{fn.__name__.replace('_', ' ')}: MLflow failed ({type(err).__name__}): {first}"
+                                ) from err
+    return wrapper
 
 
 def _model_names(c) -> list[str]:
     names, token = [], None
     while True:
-        page = c.search_registered_models(filter_string=f"name LIKE '{PREFIX}%'", page_token=token)
-        names += [m.name for m in page]
+        page = c.search_registered_models(filter_string=f"name LIKE {tracking.quote(PREFIX + '%')}",
+                                          page_token=token)
+        names += [m.name for m in page if not m.name.endswith(champ.LEASE_SUFFIX)]
         token = page.token
         if not token:
             return sorted(names)
@@ -82,13 +109,15 @@ def _model_names(c) -> list[str]:
 def _model(c, name: str):
     try:
         return c.get_registered_model(name)
-    except _mlflow_error():
+    except Exception as err:  # noqa: BLE001 - only "does not exist" is answered here; the rest fails the operation
+        if not _missing(err):
+            raise
         known = ", ".join(_model_names(c)) or "none"
         raise RegistryError(f"no registered model '{name}' (registered: {known})") from None
 
 
 def _versions(c, name: str) -> list:
-    return sorted(c.search_model_versions(f"name='{name}'"), key=lambda mv: int(mv.version))
+    return sorted(c.search_model_versions(f"name={tracking.quote(name)}"), key=lambda mv: int(mv.version))
 
 
 def _v(mv) -> str:
@@ -99,7 +128,9 @@ def _version(c, name: str, version: str):
     _model(c, name)
     try:
         return c.get_model_version(name, str(version))
-    except _mlflow_error():
+    except Exception as err:  # noqa: BLE001
+        if not _missing(err):
+            raise
         known = ", ".join(_v(mv) for mv in _versions(c, name)) or "none"
         raise RegistryError(f"{name} has no version '{version}' (versions: {known})") from None
 
@@ -117,6 +148,7 @@ def _judged_on(tags: dict[str, str]) -> str:
                     if k.startswith("eval.") and k not in _EVAL_META)
 
 
+@_fails_closed
 def list_versions(mlflow: tracking.MlflowConfig, name: str | None = None) -> list[VersionRow]:
     """Every version of ``name`` (or of every ``i2i-*`` model): aliases, the metric it was judged on, its eval data."""
     c = tracking.client(mlflow)
@@ -132,9 +164,11 @@ def list_versions(mlflow: tracking.MlflowConfig, name: str | None = None) -> lis
     return rows
 
 
+@_fails_closed
 def best_version(mlflow: tracking.MlflowConfig, name: str, metric: str, champion_alias: str = "champion"
                  ) -> BestResult:
-    """The best version by ``eval.<metric>`` among those evaluated on the champion's (else the latest's) eval data."""
+    """The best version by ``eval.<metric>`` among those measured under the champion's (else the latest's)
+    evaluation fingerprint: same data, same metric config, same weights. The others are listed as skipped."""
     try:
         lower = lower_is_better(metric)
     except KeyError as err:
@@ -146,25 +180,31 @@ def best_version(mlflow: tracking.MlflowConfig, name: str, metric: str, champion
     champion = _champion(model, champion_alias)
     basis = next((mv for mv in versions if _v(mv) == champion), versions[-1])
     dataset_from = f"{'champion' if _v(basis) == champion else 'latest'} v{_v(basis)}"
-    dataset_id = basis.tags.get("eval.dataset_id")
-    if not dataset_id:
-        raise RegistryError(f"{name} {dataset_from} has no eval.dataset_id tag: evaluate and register it first")
+    fingerprint, dataset_id = basis.tags.get("eval.fingerprint"), basis.tags.get("eval.dataset_id", "")
+    if not fingerprint:
+        raise RegistryError(f"{name} {dataset_from} has no eval.fingerprint tag: evaluate and register it first")
     ranked, skipped = [], []
     for mv in versions:
-        if mv.tags.get("eval.dataset_id") != dataset_id:
+        if not mv.tags.get("eval.fingerprint"):
+            skipped.append({"version": _v(mv), "reason": "no eval fingerprint (not evaluated)"})
+        elif mv.tags.get("eval.dataset_id") != dataset_id:
             skipped.append({"version": _v(mv), "reason": "evaluated on other data"})
+        elif mv.tags["eval.fingerprint"] != fingerprint:
+            skipped.append({"version": _v(mv), "reason": f"other eval config (fingerprint "
+                                                         f"{mv.tags['eval.fingerprint']}, not {fingerprint})"})
         elif f"eval.{metric}" not in mv.tags:
             skipped.append({"version": _v(mv), "reason": f"no eval.{metric}"})
         else:
             aliases = sorted(a for a, v in model.aliases.items() if str(v) == _v(mv))
             ranked.append({"version": _v(mv), "value": float(mv.tags[f"eval.{metric}"]), "aliases": aliases})
     if not ranked:
-        raise RegistryError(f"no version of {name} evaluated on dataset {dataset_id[:12]} has eval.{metric}")
+        raise RegistryError(f"no version of {name} measured under eval fingerprint {fingerprint} has eval.{metric}")
     ranked.sort(key=lambda r: r["value"] if lower else -r["value"])
     return BestResult(name, metric, lower, dataset_id, dataset_from, ranked[0]["version"], ranked[0]["value"],
-                      ranked, skipped)
+                      ranked, skipped, fingerprint)
 
 
+@_fails_closed
 def promote_version(mlflow: tracking.MlflowConfig, name: str, version: str, cfg: PromoteConfig,
                     eval_cfg: EvaluateConfig) -> PromoteResult:
     """``version`` through the promotion gate (``run_promote``)."""
@@ -175,18 +215,19 @@ def promote_version(mlflow: tracking.MlflowConfig, name: str, version: str, cfg:
         raise RegistryError(str(err)) from None
 
 
+@_fails_closed
 def force_champion(mlflow: tracking.MlflowConfig, name: str, version: str, reason: str,
                    champion_alias: str = "champion") -> ChampionChange:
     """Make ``version`` the champion without the gate; the version records ``promotion.forced`` and who/when/why."""
     c = tracking.client(mlflow)
-    version, previous = _v(_version(c, name, version)), _champion(_model(c, name), champion_alias)
-    at, by = utc_now(), whoami()
+    version = _v(_version(c, name, version))
+    entry = champ.history_entry(version, None, reason, "forced")
+    previous = champ.move(c, name, champion_alias, version, entry, expected=None, check=False).previous
     for k, v in {"promotion.decision": "forced", "promotion.forced": "true", "promotion.reason": reason,
-                 "promotion.by": by, "promotion.at": at, "promotion.compared_to": previous or ""}.items():
+                 "promotion.by": entry["by"], "promotion.at": entry["at"], "promotion.compared_to": previous or ""
+                 }.items():
         c.set_model_version_tag(name, version, k, v)
-    c.set_registered_model_alias(name, champion_alias, version)
-    record_champion(c, name, version, reason, kind="forced", at=at)
-    return ChampionChange(name, version, previous, "forced", reason, by, at)
+    return ChampionChange(name, version, previous, "forced", reason, entry["by"], entry["at"])
 
 
 def _champion_stack(entries: list[dict]) -> list[str]:
@@ -200,6 +241,7 @@ def _champion_stack(entries: list[dict]) -> list[str]:
     return stack
 
 
+@_fails_closed
 def rollback(mlflow: tracking.MlflowConfig, name: str, reason: str | None = None,
              champion_alias: str = "champion") -> ChampionChange:
     """Move the champion back to the one before it (by the champion history)."""
@@ -214,18 +256,23 @@ def rollback(mlflow: tracking.MlflowConfig, name: str, reason: str | None = None
         raise RegistryError(f"{name}: champion v{current} has no previous champion to roll back to")
     previous = _v(_version(c, name, stack[-1]))
     reason = reason or f"rollback from v{current}"
-    c.set_registered_model_alias(name, champion_alias, previous)
-    entry = record_champion(c, name, previous, reason, kind="rollback")
+    entry = champ.history_entry(previous, current, reason, "rollback")
+    move = champ.move(c, name, champion_alias, previous, entry, expected=current)
+    if not move.moved:
+        raise RegistryError(f"{name}: the champion changed from v{current} to v{move.champion} during the rollback; "
+                            "nothing was rolled back (look at `i2i models history` and try again)")
     return ChampionChange(name, previous, current, "rollback", reason, entry["by"], entry["at"])
 
 
+@_fails_closed
 def champion_history(mlflow: tracking.MlflowConfig, name: str, champion_alias: str = "champion") -> HistoryResult:
     """Who was champion when, and why: the history tag, else the ``promotion.*`` tags of the versions."""
     c = tracking.client(mlflow)
     model = _model(c, name)
     current = _champion(model, champion_alias)
-    if HISTORY_TAG in model.tags:
-        return HistoryResult(name, HISTORY_TAG, current, json.loads(model.tags[HISTORY_TAG]))
+    entries = champ.read_history(model.tags)
+    if entries is not None:
+        return HistoryResult(name, HISTORY_TAG, current, entries)
     entries = []
     for mv in _versions(c, name):
         t = mv.tags

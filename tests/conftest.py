@@ -236,3 +236,24 @@ def submit(address: str, *entrypoint: str, options: tuple[str, ...] = (), timeou
     return ray_cli(address, "submit", "--runtime-env", "infra/runtime_env.yaml", "--working-dir", ".", *options,
                    "--", *entrypoint, timeout=timeout)
 
+
+def recorded_evaluation(model, metrics: dict[str, float], dataset: str, dataset_id: str, cfg, split: str = "val"):
+    """An ``EvalResult`` with chosen numbers and the fingerprint ``cfg`` gives ``model`` on ``dataset_id``/``split``:
+    a registered version's eval.* tags without running an evaluation."""
+    from pipelines.evaluate import EvalResult, fingerprint_of, fingerprint_spec
+
+    spec = fingerprint_spec(cfg, dataset_id, split, model)
+    return EvalResult(metrics=metrics, dataset=dataset, dataset_id=dataset_id, split=split, samples=4,
+                      fingerprint=fingerprint_of(spec), fingerprint_spec=spec)
+
+
+def register_version(mlflow_cfg, checkpoint: str, evaluation=None, *, name: str | None = None,
+                     model: str = "pix2pix", dataset: str = "demo", tags: dict[str, str] | None = None):
+    """Register ``checkpoint`` as a new version of ``name`` (None: ``i2i-<model>-<dataset>``) from a fresh MLflow
+    run, with ``evaluation``'s eval.* tags (None: un-evaluated), through ``run_register`` as the pipeline does."""
+    from pipelines import tracking
+    from pipelines.register import RegisterConfig, run_register
+
+    run_id = tracking.client(mlflow_cfg).create_run(tracking.experiment_id(mlflow_cfg)).info.run_id
+    return run_register(checkpoint=checkpoint, model=model, dataset=dataset, mlflow=mlflow_cfg, run_id=run_id,
+                        eval_result=evaluation, cfg=RegisterConfig(name=name), tags=tags)
