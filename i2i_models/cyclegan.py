@@ -1,6 +1,7 @@
 """CycleGAN — Zhu, Park, Isola, Efros. "Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial
 Networks", ICCV 2017. Authors' code: junyanz/pytorch-CycleGAN-and-pix2pix (models/cycle_gan_model.py,
-models/networks.py, util/image_pool.py). With two presets of the same objective family: DiscoGAN and DualGAN.
+models/networks.py, util/image_pool.py). DiscoGAN and DualGAN, of the same objective family, are in
+``discogan_dualgan.py``.
 
 Data mode: **unpaired** — ``batch = {"real_a": a, "real_b": b}``, independently shuffled domains, images in [-1, 1].
 
@@ -203,17 +204,9 @@ class CycleGAN(I2IModel):
 
     def _discriminator_step(self, real_a, real_b, fake_a, fake_b) -> dict[str, torch.Tensor]:
         """Both Ds on real images and on fakes drawn from the history pools; one backward, both D optimizers."""
-        kind = self.config.gan_mode
         pooled_a = self.pool_a.query(fake_a.float())  # detached
         pooled_b = self.pool_b.query(fake_b.float())
-        D_a, D_b = self.nets["D_a"], self.nets["D_b"]
-        with self.autocast(real_a):
-            raw = {
-                "d_a_real": losses.adversarial(D_a(real_a).float(), True, kind),
-                "d_a_fake": losses.adversarial(D_a(pooled_a).float(), False, kind),
-                "d_b_real": losses.adversarial(D_b(real_b).float(), True, kind),
-                "d_b_fake": losses.adversarial(D_b(pooled_b).float(), False, kind),
-            }
+        raw = self._discriminator_losses(real_a, real_b, pooled_a, pooled_b)
         self._step(("D_a", "D_b"), self.weighted(raw, "D_a") + self.weighted(raw, "D_b"))
         if self.config.clip_D:
             with torch.no_grad():
@@ -221,6 +214,17 @@ class CycleGAN(I2IModel):
                     for p in unwrap(self.nets[name]).parameters():
                         p.clamp_(-self.config.clip_D, self.config.clip_D)
         return raw
+
+    def _discriminator_losses(self, real_a, real_b, fake_a, fake_b) -> dict[str, torch.Tensor]:
+        kind = self.config.gan_mode
+        D_a, D_b = self.nets["D_a"], self.nets["D_b"]
+        with self.autocast(real_a):
+            return {
+                "d_a_real": losses.adversarial(D_a(real_a).float(), True, kind),
+                "d_a_fake": losses.adversarial(D_a(fake_a).float(), False, kind),
+                "d_b_real": losses.adversarial(D_b(real_b).float(), True, kind),
+                "d_b_fake": losses.adversarial(D_b(fake_b).float(), False, kind),
+            }
 
     def _step(self, groups: tuple[str, ...], loss: torch.Tensor) -> None:
         """One backward of ``loss``, then a step of each named optimizer (the authors' joint optimizer, per net)."""
@@ -250,90 +254,3 @@ class CycleGAN(I2IModel):
                 return G(x).float()
         finally:
             G.train(was_training)
-
-
-# --- presets: the same two-generator, two-discriminator, reconstruction objective with other settings ---------------
-def _reweighted(**weights: float) -> tuple[LossTerm, ...]:
-    unknown = set(weights) - {t.name for t in CycleGAN.loss_terms}
-    assert not unknown, unknown
-    return tuple(dataclasses.replace(t, weight=weights.get(t.name, t.weight)) for t in CycleGAN.loss_terms)
-
-
-@dataclass(frozen=True, kw_only=True)
-class DiscoGANConfig(CycleGANConfig):
-    gan_mode: losses.GanKind = "vanilla"
-    recon: Literal["l1", "mse"] = "mse"
-    pool_size: int = 0
-    weight_decay: float = 1e-5
-    n_epochs: int = 200
-    n_epochs_decay: int = 0
-    lr_policy: Literal["linear", "constant"] = "constant"
-
-
-@register_model("discogan")
-class DiscoGAN(CycleGAN):
-    """DiscoGAN — Kim, Cha, Kim, Lee, Kim. "Learning to Discover Cross-Domain Relations with Generative Adversarial
-    Networks", ICML 2017. Authors' code: SKTBrain/DiscoGAN, ``discogan/image_translation.py`` — one version only
-    (last commit f044178, 2017-04-12).
-
-    **This preset follows the paper**, not the code: L_G = L_GAN_B + L_CONST_A + L_GAN_A + L_CONST_B, the two
-    reconstruction losses with weight 1, measured with MSE as the code does (``recon_criterion = nn.MSELoss()``) —
-    so ``recon="mse"``, ``cycle`` = 1. The GAN loss is the non-saturating cross-entropy (``nn.BCELoss``, G labelled
-    real) → ``gan_mode="vanilla"``; D's loss is real·0.5 + fake·0.5, as in the code's ``get_gan_loss``. No identity
-    term (``idt`` = 0), no history pool, Adam 2e-4 (0.5, 0.999) with weight decay 1e-5 (the code's), a constant rate.
-
-    How the code's recipe differs (needs more than weights, so it is not reproduced here: no ``discogan_code``):
-    per generator, loss = (0.1·GAN + 0.9·FM)·(1 − rate) + rate·MSE-reconstruction, where FM is a feature-matching
-    term Σ_{3 D layers} mean((E_batch f(real) − E_batch f(fake))²) and ``rate`` = 0.01 for the first 10,000 iterations
-    (``--gan_curriculum``), 0.5 after (``--default_rate``); one optimizer steps per iteration — D on every 3rd
-    (``--update_interval 3``), G on the others; batch 64 at 64 px; 5000 "epochs" (``--epoch_size``) and no schedule,
-    stopped by hand. The networks differ too: CycleGAN's ResNet G / PatchGAN D with instance norm here, the code's
-    64 px conv encoder–decoder and conv D with batch norm there. Here G and D step on every batch, as CycleGAN's, for
-    ``n_epochs`` = 200 epochs of one pass over the larger domain.
-    """
-
-    Config = DiscoGANConfig
-    loss_terms = _reweighted(cycle=1.0, idt=0.0)
-
-
-@dataclass(frozen=True, kw_only=True)
-class DualGANConfig(CycleGANConfig):
-    gan_mode: losses.GanKind = "wgan"
-    clip_D: float | None = 0.01
-    n_critic: int = 2
-    pool_size: int = 0
-    optimizer: Literal["adam", "rmsprop"] = "rmsprop"
-    lr: float = 5e-5
-    n_epochs: int = 50
-    n_epochs_decay: int = 0
-    lr_policy: Literal["linear", "constant"] = "constant"
-
-
-@register_model("dualgan")
-class DualGAN(CycleGAN):
-    """DualGAN — Yi, Zhang, Tan, Gong. "DualGAN: Unsupervised Dual Learning for Image-to-Image Translation",
-    ICCV 2017. Authors' code: duxingren14/DualGAN (TensorFlow), in two versions whose defaults differ (below).
-
-    **This preset follows the paper**: generator loss λ_U‖u − G_B(G_A(u))‖₁ + λ_V‖v − G_A(G_B(v))‖₁ − D_B(G_B(v))
-    − D_A(G_A(u)); critics D(fake) − D(real): the WGAN loss (Arjovsky et al. 2017), trained as in WGAN with clipped
-    critic weights, several critic steps per generator step (the paper's Algorithm 1) and RMSProp at 5e-5 →
-    ``gan_mode="wgan"``, ``clip_D`` = 0.01 (WGAN's default), ``n_critic`` = 2. The paper sets λ_U, λ_V "within [100.0,
-    1,000.0]" depending on the task; we use 1000 (``cycle`` = 1000, L1). D terms carry weight 1 (the critic loss is
-    not halved), no identity term, no history pool, constant rate for 50 epochs (both code versions' ``--epoch``).
-    Each critic step uses a new batch (the trainer's next step), as Algorithm 1 samples new ones. The networks are
-    CycleGAN's ResNets and instance-norm PatchGANs, not DualGAN's U-Net with batch norm and its critics.
-
-    The code, by version — neither is reproduced here (each needs more than weights; no ``dualgan_code``):
-
-    * **up to commit 4ae5faf (2018-04-17)**, the release that accompanied the paper: sigmoid cross-entropy GAN (not
-      WGAN), no weight clipping (``clip_trainable_vars`` is defined but never called), per batch one D step then two
-      G steps, λ_A = λ_B = 20, RMSProp(5e-5, decay 0.9), batch 1, 50 epochs of min(|A|, |B|) batches;
-    * **from commit 915116c (2020-04-03, "provide more options for training losses")**: ``--GAN_type`` wgan-gp by
-      default (critic loss D(fake) − D(real) + 10·gradient penalty, no clipping; ``wgan`` clips at 0.01, ``classic``
-      is the old loss), ``--n_critic`` 1 (one D step, then the G step on the same batch; with k > 1 the G step runs on
-      every k-th batch, still on that batch), λ = 500, a global (non-patch) critic (``--disc_type globalgan``); the
-      rest as before.
-    """
-
-    Config = DualGANConfig
-    loss_terms = _reweighted(cycle=1000.0, idt=0.0, d_a_real=1.0, d_a_fake=1.0, d_b_real=1.0, d_b_fake=1.0)

@@ -57,3 +57,21 @@ def r1(d_out: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
     """
     (grad,) = torch.autograd.grad(outputs=d_out.sum(), inputs=x_in, create_graph=True)
     return 0.5 * grad.pow(2).flatten(1).sum(1).mean()
+
+
+def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """WGAN-GP (Gulrajani et al. 2017) as DualGAN's current code computes it: x̂ = real + ε·(fake − real),
+    ε ~ U(0, 1) per sample; E[(√(1e-8 + ‖∇_x̂ Σ critic(x̂)‖²) − 1)²]. As :func:`r1`: the gradient out of place with
+    ``create_graph``, then one ordinary backward of the whole critic loss."""
+    eps = torch.rand(real.size(0), 1, 1, 1, device=real.device, dtype=real.dtype)
+    x_hat = (real + eps * (fake.detach() - real)).detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(outputs=critic(x_hat).float().sum(), inputs=x_hat, create_graph=True)
+    slopes = torch.sqrt(1e-8 + grad.pow(2).flatten(1).sum(1))
+    return (slopes - 1.0).pow(2).mean()
+
+
+def feature_matching(real_feats, fake_feats) -> torch.Tensor:
+    """DiscoGAN's code (``get_fm_loss``): Σ over layers of mean((E_batch f(real) − E_batch f(fake))²) — its
+    ``HingeEmbeddingLoss`` against targets 1 is the plain mean. Real features are targets (detached)."""
+    return torch.stack([(r.detach().float().mean(0) - f.float().mean(0)).pow(2).mean()
+                        for r, f in zip(real_feats, fake_feats, strict=True)]).sum()

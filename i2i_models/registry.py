@@ -46,4 +46,6 @@ def get_model(name: str, *, loss_weights: Mapping[str, float] | None = None, **c
 
 
 def _import_families() -> None:
-    from i2i_models import cyclegan, munit, pix2pix, stargan_v2, unit  # noqa: F401  (registers on import)
+    from i2i_models import (  # noqa: F401  (registers on import)
+        cyclegan, discogan_dualgan, munit, pix2pix, stargan_v2, unit,
+    )

@@ -7,6 +7,7 @@ MUNIT's pyramid of discriminators on the image downsampled by average pooling.
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from i2i_models.blocks.conv_blocks import ConvBlock, PadType
@@ -29,6 +30,16 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, x):
         return self.model(x)
+
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(the logits, the activations after each normalised layer): the layers DiscoGAN's code matches
+        features on (its D returns relu2, relu3, relu4 — every activation but the first)."""
+        feats = []
+        for i, layer in enumerate(self.model):
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU) and i > 1:
+                feats.append(x)
+        return x, feats
 
 
 class PixelDiscriminator(nn.Module):

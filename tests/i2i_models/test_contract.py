@@ -13,6 +13,8 @@ TINY = {
     "cyclegan": dict(image_size=32, ngf=8, ndf=8, n_blocks=2),
     "discogan": dict(image_size=32, ngf=8, ndf=8, n_blocks=2),
     "dualgan": dict(image_size=32, ngf=8, ndf=8, n_blocks=2),
+    "discogan_code": dict(image_size=32, ngf=8, ndf=8, n_blocks=2),
+    "dualgan_code": dict(image_size=32, ngf=8, ndf=8, n_blocks=2),
     "unit": dict(image_size=32, dim=8, n_res=2, dis_dim=8, dis_n_layer=3),
     "munit": dict(image_size=32, dim=8, n_res=2, mlp_dim=16, dis_dim=8, dis_n_layer=3),
     "stargan_v2": dict(image_size=32, num_domains=3, base_dim=4, max_conv_dim=8, style_dim=8, latent_dim=4,

@@ -6,7 +6,8 @@ import torch
 from i2i_models import losses
 from i2i_models.base import RunLength, unwrap
 from i2i_models.blocks.image_pool import ImagePool
-from i2i_models.cyclegan import CycleGAN, CycleGANConfig, DiscoGAN, DualGAN
+from i2i_models.cyclegan import CycleGAN, CycleGANConfig
+from i2i_models.discogan_dualgan import DiscoGAN, DualGAN
 from i2i_models.registry import get_model
 
 TINY = dict(image_size=32, ngf=8, ndf=8, n_blocks=2)
@@ -199,3 +200,61 @@ def test_bf16_autocast_path():
     out = m.train_step(batch(), 0)
     assert all(torch.isfinite(v) for v in out.losses.values()) and out.images["fake_b"].dtype == torch.float32
     assert m.translate(torch.rand(1, 3, 32, 32), direction="b2a").dtype == torch.float32
+
+
+# --- the code variants: the authors' code recipes ----------------------------------------------------------------
+def _snapshot(m, prefix):
+    return {k: p.clone() for k, p in m.nets.named_parameters() if k.startswith(prefix)}
+
+
+def _moved(m, before):
+    return any(not torch.equal(p, before[k]) for k, p in m.nets.named_parameters() if k in before)
+
+
+def test_discogan_code_alternates_d_and_g_and_follows_its_curriculum():
+    torch.manual_seed(0)
+    m = get_model("discogan_code", **TINY)
+    assert m.loss_weights == {"gan_ab": 0.1, "gan_ba": 0.1, "cycle": 1.0, "idt": 0.0, "d_a_real": 0.5,
+                              "d_a_fake": 0.5, "d_b_real": 0.5, "d_b_fake": 0.5, "fm_ab": 0.9, "fm_ba": 0.9}
+    assert [m.rate(s) for s in (0, 9_999, 10_000)] == [0.01, 0.01, 0.5]  # the code's --gan_curriculum
+    m.setup_optimizers()
+    for step, trains in ((0, "D"), (1, "G"), (2, "G"), (3, "D")):  # D on every 3rd iteration, G on the others
+        g, d = _snapshot(m, "G_"), _snapshot(m, "D_")
+        out = m.train_step(batch(seed=step), step)
+        assert (_moved(m, g), _moved(m, d)) == (trains == "G", trains == "D")
+        assert out.losses["fm_ab"] > 0 and out.losses["fm_ba"] > 0
+
+    def g_after_one_g_step(step, **config):
+        torch.manual_seed(0)
+        model = get_model("discogan_code", **TINY, **config)
+        model.setup_optimizers()
+        model.train_step(batch(), step)
+        return [p.detach().clone() for p in model.nets["G_ab"].parameters()]
+
+    differs = lambda a, b: any(not torch.equal(x, y) for x, y in zip(a, b))  # noqa: E731
+    assert differs(g_after_one_g_step(1), g_after_one_g_step(10_001))  # r 0.01 vs 0.5: another G update …
+    assert not differs(g_after_one_g_step(1, gan_curriculum=0), g_after_one_g_step(10_001))  # … only through r
+
+
+def test_dualgan_code_penalises_the_gradient_and_steps_g_after_d_on_the_same_batch():
+    torch.manual_seed(0)
+    m = get_model("dualgan_code", **TINY)
+    assert m.loss_weights["cycle"] == 500 and m.loss_weights["d_a_gp"] == m.loss_weights["d_b_gp"] == 10
+    assert m.config.clip_D is None and m.config.n_critic == 1 and m.config.gan_mode == "wgan"
+    m.setup_optimizers()
+    g, d = _snapshot(m, "G_"), _snapshot(m, "D_")
+    out = m.train_step(batch(), 0)
+    assert _moved(m, g) and _moved(m, d) and out.losses["d_a_gp"] > 0
+    assert any(p.abs().max() > 0.01 for p in m.nets["D_b"].parameters())  # no clipping: the penalty constrains
+    # the G loss was taken against the critic after its step (the code's run_optim: D first, then G)
+    with torch.no_grad():
+        against_updated = -m.nets["D_b"](out.images["fake_b"]).mean()
+    torch.testing.assert_close(out.losses["gan_ab"], against_updated, rtol=1e-5, atol=1e-6)
+
+
+def test_gradient_penalty_matches_the_analytic_value():
+    torch.manual_seed(0)
+    w = torch.randn(3, 2, 2)
+    critic = lambda x: (x * w).flatten(1).sum(1)  # noqa: E731  ∇_x critic = w everywhere → GP = (‖w‖ − 1)²
+    gp = losses.gradient_penalty(critic, torch.randn(4, 3, 2, 2), torch.randn(4, 3, 2, 2))
+    torch.testing.assert_close(gp, (torch.sqrt(1e-8 + w.pow(2).sum()) - 1) ** 2)

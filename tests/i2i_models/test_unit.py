@@ -139,3 +139,20 @@ def test_multiscale_discriminator_sees_three_scales():
     m = get_model("unit", **TINY)
     outs = m.nets["dis_a"](images(size=32))
     assert [tuple(o.shape[-2:]) for o in outs] == [(4, 4), (2, 2), (1, 1)]  # 32, 16, 8 px, 3 stride-2 layers each
+
+
+def test_checkpoints_saved_with_the_epoch_based_schedule_still_load(tmp_path):
+    """Before the step decay counted iterations, configs carried iters_per_epoch: from_pretrained drops it (only
+    there: a user config with it is an unknown key, like any other)."""
+    import json
+
+    from i2i_models.base import I2IModel
+
+    m = get_model("unit", **TINY)
+    m.save_pretrained(str(tmp_path))
+    desc = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**desc, "config": {**desc["config"], "iters_per_epoch": 10}}))
+    loaded = I2IModel.from_pretrained(str(tmp_path))
+    assert loaded.config == m.config
+    with pytest.raises(KeyError, match=r"unknown config key\(s\) \['iters_per_epoch'\]"):
+        get_model("unit", iters_per_epoch=10, **TINY)
