@@ -16,7 +16,12 @@ def linear_decay(epoch: int, n_epochs: int, n_epochs_decay: int) -> float:
     LambdaLR is stepped at the *start* of each epoch (``model.update_learning_rate()`` before the epoch's iterations),
     so 1-based epoch e trains at λ(e): epochs 1 … n_epochs − 1 at the full rate, epoch n_epochs already at
     1 − 1/(n_epochs_decay + 1), and the last one (n_epochs + n_epochs_decay) at 0. With e = epoch + 1:
-    1 − max(0, epoch + 2 − n_epochs)/(n_epochs_decay + 1), floored at 0 for epochs past the schedule."""
+    1 − max(0, epoch + 2 − n_epochs)/(n_epochs_decay + 1), floored at 0 for epochs past the schedule.
+
+    ``n_epochs_decay`` = 0 means no decay phase: a constant rate. (The authors' rule would still zero the last
+    epoch there, 1 − 1/1 — a degenerate case no published run uses, which would leave a short run untrained.)"""
+    if n_epochs_decay == 0:
+        return 1.0
     return max(0.0, 1.0 - max(0, epoch + 2 - n_epochs) / float(n_epochs_decay + 1))
 
 

@@ -29,6 +29,8 @@ def test_paper_defaults():
     lr = lambda epoch, step=0: m.lr_factor(step=step, epoch=epoch)  # noqa: E731
     assert lr(0) == lr(98) == lr(98, step=10**6) == 1.0 and lr(99) == pytest.approx(1 - 1 / 101)
     assert lr(150) == pytest.approx(1 - 52 / 101) and lr(198) == pytest.approx(1 / 101) and lr(199) == 0.0
+    no_decay = get_model("pix2pix", image_size=32, ngf=8, ndf=8, n_epochs=1, n_epochs_decay=0)  # no decay phase:
+    assert no_decay.lr_factor(step=0, epoch=0) == 1.0  # a constant rate, not the degenerate 1 − 1/1
     init = [p for n, p in m.nets["G"].named_parameters() if n.endswith("weight") and p.dim() == 4]
     assert abs(init[0].std().item() - 0.02) < 0.005  # N(0, 0.02)
 
