@@ -17,14 +17,14 @@ writes), the lease can. A lease older than ``LEASE_TTL_S`` (its holder crashed) 
 one case not excluded is two movers breaking the same stale lease at the same moment.
 
 **History.** ``i2i.champion_history`` is a JSON list of ``{version, previous, at, kind, reason, by, id}``,
-oldest first. MLflow 3.x validates registered-model tag values up to 100 000 characters, but its SQL schema stores them in
-``registered_model_tags.value VARCHAR(5000)`` (only ``model_version_tags.value`` was widened to TEXT): sqlite
-ignores the length, PostgreSQL and MySQL refuse a longer value. So no history tag exceeds ``TAG_LIMIT`` = 5000
-characters: when the next entry would not fit, the current list moves to an archive tag
+oldest first. MLflow 3.x validates registered-model tag values up to 100 000 characters, but its SQL schema
+stores them in ``registered_model_tags.value VARCHAR(5000)`` (only ``model_version_tags.value`` was widened to
+TEXT): sqlite ignores the length, PostgreSQL and MySQL refuse a longer value. So no history tag exceeds
+``TAG_LIMIT`` = 5000 characters: when the next entry would not fit, the current list moves to an archive tag
 ``i2i.champion_history.NNNN`` (written first) and the head starts again; reasons are cut to ``REASON_LIMIT``.
-Nothing is dropped; a crash between the two writes leaves an entry twice, which the reader folds. The entry is
-written *before* the alias moves (a failed history write moves nothing); if the alias move then fails, the head
-is put back.
+Nothing is dropped; a crash between the two writes leaves entries twice, which the reader folds (by ``id``). The
+entry is written *before* the alias moves (a failed history write moves nothing); if the alias move then fails,
+the head is put back.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from pydantic import Field, field_validator
 
 from pipelines import champion as champ
 from pipelines import tracking
-from pipelines.champion import HISTORY_TAG, utc_now, whoami  # noqa: F401 - re-exported for registry_ops
+from pipelines.champion import utc_now, whoami
 from pipelines.errors import I2IError, RegistryError
 from pipelines.evaluate import EvaluateConfig, config_from_spec, evaluate_model, lower_is_better
 from pipelines.register import load_model

@@ -142,19 +142,22 @@ def test_other_weights_here_reevaluate_both(server, winter_shards, tmp_path):  #
         models[k].save_pretrained(str(tmp_path / k))
     theirs = EvaluateConfig(**FAST, domain_classifier=classifiers["theirs"])
     ours = EvaluateConfig(**FAST, domain_classifier=classifiers["ours"])
-    # the champion was measured under yet another config (kid_subset_size), so it needs measuring anyway
-    for k, cfg in (("champion", theirs.model_copy(update={"kid_subset_size": 3})), ("challenger", theirs)):
-        register_version(server, str(tmp_path / k), evaluate_model(models[k], winter_shards, cfg), name=name,
-                         model="cyclegan")
+    # the champion was measured on other data, so it needs measuring anyway
+    register_version(server, str(tmp_path / "champion"), recorded_evaluation(
+        models["champion"], {"is": 1.5}, "/elsewhere", "x" * 16, theirs, split="test"), name=name, model="cyclegan")
+    recorded = evaluate_model(models["challenger"], winter_shards, theirs)
+    register_version(server, str(tmp_path / "challenger"), recorded, name=name, model="cyclegan")
     assert run_promote(name=name, mlflow=server, cfg=PromoteConfig(metric="is"), eval_cfg=theirs, version="1"
                        ).decision == "promoted"
-    expected = {k: evaluate_model(models[k], winter_shards, ours) for k in models}
 
     result = run_promote(name=name, mlflow=server, cfg=PromoteConfig(metric="is"), eval_cfg=ours, version="2")
-    assert result.reevaluated == ["1", "2"] and result.fingerprint == expected["challenger"].fingerprint
-    assert result.challenger_score == pytest.approx(expected["challenger"].metrics["is"], rel=1e-5)
-    assert result.champion_score == pytest.approx(expected["champion"].metrics["is"], rel=1e-5)
-    assert result.fingerprint != tags_of(server, name, "2")["eval.fingerprint"]
+    here = fingerprint_spec(ours, recorded.dataset_id, recorded.split, models["challenger"])
+    assert result.reevaluated == ["1", "2"] and result.fingerprint == evaluate.fingerprint_of(here)
+    assert result.fingerprint != recorded.fingerprint
+    assert result.challenger_score != recorded.metrics["is"]  # measured again, with our classifier
+    tags = tags_of(server, name, "2")
+    assert tags["promotion.reevaluated"] == "1,2"
+    assert float(tags["promotion.challenger_score"]) == result.challenger_score
 
 
 # --- fail closed ------------------------------------------------------------------------------------------------
