@@ -16,10 +16,13 @@ Three figures of validation L1 (the pipeline's metric: mean |fake − real| on t
 * **plain loop**: the same model, seed and preprocessing (PIL bicubic resize to ``load_size``, random crop and
   flip, centre crop for validation) in a for loop over the files without Ray, evaluated one image at a time.
 
-A pipeline effect (shuffling, cropping, normalisation, eval batching) shows up as a gap between the last two.
-Prints measured figures; not a test (CPU-heavy: a few minutes per epoch per run at the defaults on 2 cores).
+A pipeline effect (shuffling, cropping, normalisation, eval batching) shows up as a gap between the last two
+beyond the spread between training seeds (``--train-seeds``: each seed sets the initial weights, the data order
+and the crops of both runs, as ``train.seed`` does in the pipeline; the two never share a random stream, so
+only their distributions are comparable). Prints measured figures; not a test (CPU-heavy: minutes per run).
 
-    python benchmarks/learning_evidence.py [--train 200] [--val 50] [--epochs 2] [--ngf 64] [--work DIR]
+    python benchmarks/learning_evidence.py [--train 100] [--val 30] [--epochs 2] [--ngf 64] [--train-seeds 0 1 2]
+        [--work DIR]
 """
 
 from __future__ import annotations
@@ -128,15 +131,15 @@ def mean_colour_l1(src: str) -> float:
     return metrics.paired_means(sums)["l1"]
 
 
-def plain_loop(src: str, args) -> dict:
+def plain_loop(src: str, args, seed: int) -> dict:
     from i2i_models.registry import get_model
     from pipelines import metrics
 
     train, val = load_pairs(f"{src}/train"), load_pairs(f"{src}/val")
-    torch.manual_seed(0)  # the trainer's seed for the initial weights
+    torch.manual_seed(seed)  # as the trainer seeds the initial weights
     model = get_model("pix2pix", image_size=SIZE, ngf=args.ngf, ndf=args.ngf)
     model.setup_optimizers()
-    gen, step, t0 = torch.Generator().manual_seed(0), 0, time.perf_counter()
+    gen, step, t0 = torch.Generator().manual_seed(seed), 0, time.perf_counter()
     for epoch in range(args.epochs):
         for lr_group in (g for o in model.optimizers.values() for g in o.param_groups):
             lr_group["lr"] = model.config.lr * model.lr_factor(step=step, epoch=epoch)
@@ -148,23 +151,24 @@ def plain_loop(src: str, args) -> dict:
                 a, b = a[:, ::-1], b[:, ::-1]
             model.train_step({"input": to_model(a), "target": to_model(b)}, step)
             step += 1
+        print(f"plain loop: epoch {epoch} done, step {step}, {time.perf_counter() - t0:.0f} s", flush=True)
     seconds = time.perf_counter() - t0
     torch.manual_seed(0)
     sums = sum(metrics.paired_sums(model.translate(to_model(centre(a))), to_model(centre(b))) for a, b in val)
     return {"val_l1": metrics.paired_means(sums)["l1"], "steps": step, "train_s": seconds}
 
 
-def pipeline(src: str, work: str, args) -> dict:
+def pipeline(src: str, work: str, args, seed: int) -> dict:
     from pipelines.evaluate import EvaluateConfig, run_evaluate
     from pipelines.shard import ShardConfig, run_shard
     from pipelines.tracking import MlflowConfig
     from pipelines.train import TrainConfig, run_train
 
     shards = f"{work}/shards"
-    run_shard(ShardConfig(source=src, output=shards, layout="aligned", load_size=LOAD, samples_per_shard=64))
+    run_shard(ShardConfig(source=src, output=shards, layout="aligned", load_size=LOAD, samples_per_shard=64))  # once
     mlflow = MlflowConfig(tracking_uri=f"sqlite:///{work}/mlflow.db", experiment="learning-evidence")
     train = TrainConfig(dataset=shards, epochs=args.epochs, global_batch_size=1, num_workers=1, crop_size=SIZE,
-                        cpus_per_worker=1, storage_path=f"{work}/ray_results", log_every_steps=100)
+                        cpus_per_worker=1, storage_path=f"{work}/ray_results", log_every_steps=100, seed=seed)
     t0 = time.perf_counter()
     result = run_train(model="pix2pix", model_args={"image_size": SIZE, "ngf": args.ngf, "ndf": args.ngf},
                        loss_weights={}, train=train, mlflow=mlflow)
@@ -177,11 +181,12 @@ def pipeline(src: str, work: str, args) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--train", type=int, default=200)
-    p.add_argument("--val", type=int, default=50)
+    p.add_argument("--train", type=int, default=100)
+    p.add_argument("--val", type=int, default=30)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--ngf", type=int, default=64, help="ngf = ndf (64: the authors' unet_128)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the dataset's seed")
+    p.add_argument("--train-seeds", type=int, nargs="+", default=[0], help="one run of each kind per seed")
     p.add_argument("--work", default=None, help="working folder (default: a temporary one)")
     args = p.parse_args()
     work = args.work or tempfile.mkdtemp(prefix="i2i-evidence-")
@@ -190,19 +195,23 @@ def main() -> None:
     print(f"dataset: {args.train} train / {args.val} val aligned {SIZE}px pairs in {src}; load {LOAD} → crop {SIZE}; "
           f"pix2pix unet_128 ngf {args.ngf}, global batch 1, {args.epochs} epochs; "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}", flush=True)
-    figures = {"mean_colour": {"val_l1": mean_colour_l1(src)}}
-    print("mean colour:", json.dumps(figures["mean_colour"]), flush=True)
-    figures["plain_loop"] = plain_loop(src, args)
-    print("plain loop:", json.dumps(figures["plain_loop"]), flush=True)
-    figures["pipeline"] = pipeline(src, work, args)
-    print("pipeline:", json.dumps(figures["pipeline"]), flush=True)
-    print(f"| {'predictor':<38} | val L1 |")
-    print(f"|{'-' * 40}|--------|")
-    for label, value in (("mean colour of the training targets", figures["mean_colour"]["val_l1"]),
-                         ("plain loop (no Ray), eval batch 1", figures["plain_loop"]["val_l1"]),
-                         ("pipeline: run's val_l1 (batch 1)", figures["pipeline"]["val_l1"]),
-                         ("pipeline: i2i evaluate (batch 16)", figures["pipeline"]["evaluate_l1_batch16"])):
-        print(f"| {label:<38} | {value:.4f} |")
+    mean_l1 = mean_colour_l1(src)
+    print(f"mean colour: val_l1 {mean_l1:.4f}", flush=True)
+    rows = []
+    for seed in args.train_seeds:
+        plain = plain_loop(src, args, seed)
+        print(f"seed {seed} plain loop:", json.dumps(plain), flush=True)
+        piped = pipeline(src, work, args, seed)
+        print(f"seed {seed} pipeline:", json.dumps(piped), flush=True)
+        rows.append((plain["val_l1"], piped["val_l1"], piped["evaluate_l1_batch16"]))
+    print(f"| {'predictor':<38} | " + " | ".join(f"seed {s}" for s in args.train_seeds) + " | mean |")
+    print(f"|{'-' * 40}|" + "--------|" * (len(args.train_seeds) + 1))
+    columns = {"mean colour of the training targets": [mean_l1] * len(rows),
+               "plain loop (no Ray), eval batch 1": [r[0] for r in rows],
+               "pipeline: the run's val_l1 (batch 1)": [r[1] for r in rows],
+               "pipeline: i2i evaluate (batch 16)": [r[2] for r in rows]}
+    for label, values in columns.items():
+        print(f"| {label:<38} | " + " | ".join(f"{v:.4f}" for v in values) + f" | {np.mean(values):.4f} |")
 
 
 if __name__ == "__main__":
