@@ -29,6 +29,7 @@ import torch.distributed as dist
 from i2i_models.base import I2IModel, unwrap
 from i2i_models.registry import get_model
 from pipelines import feeds, metrics
+from pipelines.errors import DatasetError
 
 STATE_FILE = "train_state.pt"
 
@@ -142,6 +143,9 @@ def _train_epoch(model: I2IModel, config: dict, io: LoopIO, epoch: int, step: in
             rate = n_images / (time.perf_counter() - t0)
             losses = " ".join(f"{k}={v.item():.4f}" for k, v in out.losses.items())
             print(f"[i2i] epoch {epoch} step {step} {losses} {rate:.1f} img/s/rank", flush=True)
+    if n_steps == 0:  # else a run bounded in iterations only would loop over empty epochs for ever
+        raise DatasetError(f"epoch {epoch} gave rank {rank} no full batch of {config['batch_size']}: lower the batch "
+                           "or add training data")
     seconds = time.perf_counter() - t0
     names = [t.name for t in model.loss_terms]
     totals = _all_reduce(torch.stack([sums[k] for k in names] + [torch.tensor(float(n_steps), device=device),

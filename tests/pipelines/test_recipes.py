@@ -233,3 +233,14 @@ def test_every_rank_builds_the_same_model_then_draws_its_own_noise(one_thread):
     (w0, noise0), (w1, noise1) = built
     assert w0.keys() == w1.keys() and all(torch.equal(w0[k], w1[k]) for k in w0)  # G_ema … included
     assert not torch.equal(noise0, noise1)
+
+
+def test_an_epoch_without_a_full_batch_is_an_error_not_an_endless_run(tmp_path, one_thread):
+    """A run bounded in iterations only must not loop over empty epochs for ever."""
+    from pipelines.errors import DatasetError
+
+    pairs = lambda n, s: MemoryShard(input=images(n, s), target=images(n, s + 1))  # noqa: E731
+    config = {**loop_config("pix2pix", dict(image_size=32, ngf=4, ndf=4, norm="instance"), "paired",
+                            max_steps=100), "batch_size": 4}
+    with pytest.raises(DatasetError, match="no full batch of 4"):
+        run(config, {"train": pairs(3, 1), "val": pairs(2, 5)}, tmp_path)
