@@ -19,7 +19,11 @@ class RayConfig(StrictModel):
 
 def init_ray(cfg: RayConfig | None = None) -> None:
     import ray
+    import ray.data
 
+    # an error raised in a Ray Data task (a StorageError writing a shard, …) reaches the driver as itself, not as
+    # Ray Data's generic UserCodeException (which drops it): the job prints its message and exits 2
+    ray.data.DataContext.get_current().raise_original_map_exception = True
     if ray.is_initialized():
         return
     cfg = cfg or RayConfig()

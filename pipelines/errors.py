@@ -46,7 +46,8 @@ def user_error(err: BaseException | None) -> I2IError | None:
     seen = set()
     while err is not None and id(err) not in seen:
         if isinstance(err, I2IError):
-            return err
+            cause = getattr(err, "cause", None)  # raised in a Ray task: Ray's copy renders as the task's traceback
+            return cause if isinstance(cause, I2IError) else err
         seen.add(id(err))
         err = getattr(err, "cause", None) or err.__cause__
     return None

@@ -237,6 +237,69 @@ def submit(address: str, *entrypoint: str, options: tuple[str, ...] = (), timeou
                    "--", *entrypoint, timeout=timeout)
 
 
+
+# --- what a sharded dataset must hold, computed without the project's code (tests/faults, tests/pipelines) --------
+def pixel_digest(im) -> str:
+    """sha256 of a PIL image's RGB pixels (not of its encoding)."""
+    import hashlib
+
+    import numpy as np
+
+    return hashlib.sha256(np.asarray(im.convert("RGB")).tobytes()).hexdigest()
+
+
+def source_pairs(folder: str, load_size: int) -> list[tuple[str, str]]:
+    """What sharding an aligned A|B folder must give: for every image file, the pixel digests of its left half (input)
+    and right half (target), each resized to ``load_size``² with PIL's bicubic filter. Sorted: a multiset to compare
+    with :func:`shard_pairs`, independent of keys, shard order and file names."""
+    from PIL import Image
+
+    out = []
+    for name in sorted(os.listdir(folder)):
+        with Image.open(os.path.join(folder, name)) as im:
+            im = im.convert("RGB")
+            w, h = im.size
+            halves = (im.crop((0, 0, w // 2, h)), im.crop((w // 2, 0, 2 * (w // 2), h)))
+            out.append(tuple(pixel_digest(x.resize((load_size, load_size), Image.Resampling.BICUBIC))
+                             for x in halves))
+    return sorted(out)
+
+
+def shard_pairs(output: str, split: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """(sorted pixel digests of every (input.png, target.png) sample, every key) of a split, read with json, hashlib,
+    tarfile and PIL from the shards ``manifest.json`` lists. Fails on a shard whose sha256 or size differs from the
+    manifest's, a duplicate key, or a sample without both columns."""
+    import hashlib
+    import io
+    import json
+    import posixpath
+    import tarfile
+
+    from PIL import Image
+
+    from pipelines import storage
+
+    manifest = json.loads(storage.read_bytes(storage.join(output, "manifest.json")))
+    pairs, keys = [], []
+    for entry in manifest["splits"][split]["shards"]:
+        data = storage.read_bytes(storage.join(output, *posixpath.split(entry["path"])))
+        assert (hashlib.sha256(data).hexdigest(), len(data)) == (entry["sha256"], entry["bytes"]), entry["path"]
+        samples: dict[str, dict[str, str]] = {}
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            for member in tar.getmembers():
+                key, column = member.name.split(".", 1)
+                assert column not in samples.setdefault(key, {}), f"{key}.{column} twice in {entry['path']}"
+                with Image.open(io.BytesIO(tar.extractfile(member).read())) as im:
+                    samples[key][column] = pixel_digest(im)
+        assert len(samples) == entry["samples"], entry
+        for key, cols in samples.items():
+            assert set(cols) == {"input.png", "target.png"}, (key, cols)
+            pairs.append((cols["input.png"], cols["target.png"]))
+            keys.append(key)
+    assert len(keys) == len(set(keys)) == manifest["splits"][split]["samples"], "duplicate keys or a wrong count"
+    return sorted(pairs), keys
+
+
 def recorded_evaluation(model, metrics: dict[str, float], dataset: str, dataset_id: str, cfg, split: str = "val"):
     """An ``EvalResult`` with chosen numbers and the fingerprint ``cfg`` gives ``model`` on ``dataset_id``/``split``:
     a registered version's eval.* tags without running an evaluation."""
@@ -257,3 +320,53 @@ def register_version(mlflow_cfg, checkpoint: str, evaluation=None, *, name: str 
     run_id = tracking.client(mlflow_cfg).create_run(tracking.experiment_id(mlflow_cfg)).info.run_id
     return run_register(checkpoint=checkpoint, model=model, dataset=dataset, mlflow=mlflow_cfg, run_id=run_id,
                         eval_result=evaluation, cfg=RegisterConfig(name=name), tags=tags)
+
+
+# --- KID recomputed outside the training loop (tests/pipelines/test_zoo_train.py, tests/jobs/test_multinode.py) ---
+def shard_domain_images(output: str, split: str, domain: str):
+    """The ``domain`` images of an unpaired dataset's ``split``, (N, 3, H, W) in [-1, 1], read with json, tarfile
+    and PIL from the shards its ``manifest.json`` lists."""
+    import io
+    import json
+    import posixpath
+    import tarfile
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from pipelines import storage
+
+    manifest = json.loads(storage.read_bytes(storage.join(output, "manifest.json")))
+    label = str(manifest["domains"].index(domain)).encode()
+    images = []
+    for entry in manifest["splits"][split]["shards"]:
+        data = storage.read_bytes(storage.join(output, *posixpath.split(entry["path"])))
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            files = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+        for name in sorted(files):
+            if name.endswith(".domain.cls") and files[name] == label:
+                with Image.open(io.BytesIO(files[name[: -len("domain.cls")] + "image.png"])) as im:
+                    images.append(torch.from_numpy(np.asarray(im.convert("RGB"))).permute(2, 0, 1))
+    return torch.stack(images).float() / 127.5 - 1.0
+
+
+def kid_all_samples(real, fake, features) -> float:
+    """KID (Bińkowski et al., 2018) written out: the unbiased MMD² between ``features`` of the real and the generated
+    images (as uint8, as the metric sees them) with the cubic kernel k(x, y) = (x·y / d + 1)³, over all samples at
+    once (KID's subsets, when a subset is the whole set, average to exactly this)."""
+    import torch
+
+    def u8(x):
+        return ((x.float() + 1.0) / 2.0).clamp(0.0, 1.0).mul(255).round().to(torch.uint8)
+
+    with torch.no_grad():
+        fx, fy = (features(u8(x)).double() for x in (real, fake))
+    d, m, n = fx.shape[1], fx.shape[0], fy.shape[0]
+
+    def k(a, b):
+        return (a @ b.T / d + 1.0) ** 3
+
+    kxx, kyy = k(fx, fx), k(fy, fy)
+    return float((kxx.sum() - kxx.trace()) / (m * (m - 1)) + (kyy.sum() - kyy.trace()) / (n * (n - 1))
+                 - 2.0 * k(fx, fy).mean())
