@@ -152,7 +152,8 @@ def eval_tags(result: EvalResult) -> dict[str, str]:
     """The ``eval.*`` tags a registered version carries: every metric, what it was measured on, and the evaluation
     fingerprint (``eval.fingerprint`` and its readable ``eval.fingerprint_json``) when the result has one."""
     tags = {f"eval.{k}": repr(v) for k, v in result.metrics.items()}
-    tags.update({"eval.dataset": result.dataset, "eval.dataset_id": result.dataset_id, "eval.split": result.split})
+    tags.update({"eval.dataset": storage.strip_credentials(result.dataset), "eval.dataset_id": result.dataset_id,
+                 "eval.split": result.split})  # the gate re-evaluates a champion on it: usable, no credentials
     if result.fingerprint:
         tags.update({"eval.fingerprint": result.fingerprint,
                      "eval.fingerprint_json": json.dumps(result.fingerprint_spec, sort_keys=True)})
@@ -322,7 +323,8 @@ def run_evaluate(*, model_uri: str, dataset: str, cfg: EvaluateConfig, mlflow: t
     log.info("evaluated %s on %s/%s (%d images): %s", model_uri, result.dataset, result.split, result.samples,
              result.metrics)
     if output:
-        storage.write_bytes(output, json.dumps({"model": model_uri, **asdict(result)}, indent=1).encode())
+        storage.write_bytes(output, json.dumps({"model": storage.redact(model_uri), **asdict(result),
+                                                "dataset": storage.strip_credentials(result.dataset)}, indent=1).encode())
     if mlflow_run_id:
         c = tracking.client(mlflow)
         for k, v in result.metrics.items():

@@ -111,6 +111,21 @@ def redact_uri(uri: str) -> str:
     return urlunparse(parsed._replace(netloc=netloc, query=query))
 
 
+def strip_credentials(uri: str) -> str:
+    """``uri`` without credentials and still usable (with the environment's keys): user-info and secret-looking
+    query parameters dropped. For references that are read back, e.g. a version's ``eval.dataset`` tag; a redacted
+    ``s3://***@bucket/x`` becomes ``s3://bucket/x``."""
+    try:
+        parsed = urlparse(uri)
+    except ValueError:
+        return redact(uri)
+    if not parsed.scheme or len(parsed.scheme) == 1:
+        return uri
+    query = "&".join(item for item in parsed.query.split("&") if item and not (
+        "=" in item and any(word in item.partition("=")[0].lower() for word in _SECRET_QUERY_KEYS)))
+    return urlunparse(parsed._replace(netloc=parsed.netloc.rsplit("@", 1)[-1], query=query))
+
+
 def redact(text: str) -> str:
     """``text`` with every URI in it redacted (:func:`redact_uri`): for params, tags, manifests, summaries and
     error messages."""

@@ -28,6 +28,10 @@ def test_redaction_of_uris_in_text_values_and_messages():
     nested = {"a": [f"see http://u:{SECRET}@mlflow:5000/x", 3], "b": {"c": f"gs://b/x?token={SECRET}"}}
     assert SECRET not in json.dumps(storage.redact_values(nested))
     assert SECRET not in str(StorageError(f"cannot read s3://k:{SECRET}@b/x"))
+    # a reference that is read back (a version's eval.dataset) stays usable with the environment's keys
+    assert storage.strip_credentials(f"s3://AKID:{SECRET}@bucket/x?region=eu&token={SECRET}") == \
+        "s3://bucket/x?region=eu"
+    assert storage.strip_credentials("s3://***@bucket/x") == "s3://bucket/x"
     params = tracking.flatten({"shard": {"source": f"s3://k:{SECRET}@b/src"}, "n": 1})
     assert params == {"shard.source": "s3://***@b/src", "n": "1"}
 
