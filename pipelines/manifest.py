@@ -21,6 +21,7 @@ import pydantic
 
 from pipelines import storage
 from pipelines.errors import ShardIntegrityError
+from pipelines.schema import check_name
 
 FORMAT = "i2i-webdataset/1"
 MANIFEST_NAME = "manifest.json"
@@ -34,10 +35,18 @@ class _Record(pydantic.BaseModel):
 
 
 class ShardEntry(_Record):
-    path: str  # relative to the manifest's folder
+    path: str  # relative to the manifest's folder: <split>/shard-NNNNNN.tar, never leading out of it
     samples: int
     bytes: int
     sha256: str
+
+    @pydantic.field_validator("path")
+    @classmethod
+    def _inside(cls, v: str) -> str:
+        parts = v.split("/")
+        if not v or v.startswith("/") or "\\" in v or ":" in parts[0] or any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"shard path {v!r} is not a plain relative path inside the dataset folder")
+        return v
 
 
 class SplitEntry(_Record):
@@ -74,6 +83,8 @@ class Manifest(_Record):
     created: str
     splits: dict[str, SplitEntry]
     skipped: list[SkippedFile]
+
+    _safe_dataset = pydantic.field_validator("dataset")(check_name)  # it names run folders and registered models
 
     def shard_uris(self, base: str, split: str) -> list[str]:
         if split not in self.splits:

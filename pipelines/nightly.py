@@ -71,6 +71,9 @@ def stored_evaluation(cfg: PipelineConfig) -> EvalResult:
     ev = storage.read_json(storage.join(run_dir, EVAL_FILE))  # one cut short by a crash: not evaluated
     if not isinstance(ev, dict):
         raise I2IError("the run has not been evaluated: run `i2i evaluate` first (the promotion gate needs it)")
+    if not ev.get("fingerprint"):  # measured before evaluations carried their fingerprint: the gate refuses it
+        raise I2IError("the run was evaluated without an evaluation fingerprint (an older i2i): run `i2i evaluate` "
+                       "again (the promotion gate compares only like with like)")
     return EvalResult(**{f.name: ev[f.name] for f in dataclasses.fields(EvalResult) if f.name in ev})
 
 
@@ -93,6 +96,16 @@ def step_promote(cfg: PipelineConfig, name: str | None = None, version: str | No
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 LEASE_FILE = "_lease.json"  # <state>/<date>/_lease.json (model names cannot start with "_")
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+
+
+def _is_date(text: str) -> bool:
+    import datetime
+
+    try:
+        datetime.date.fromisoformat(text)
+        return True
+    except ValueError:
+        return False
 
 
 def config_key(cfg: PipelineConfig) -> str:
@@ -290,8 +303,8 @@ def run_schedule(schedule: Schedule, date: str, overrides: list[str] = (), only:
     Holds the date's lease while it runs: a second run of the same date meanwhile is refused (LeaseHeldError)."""
     import re
 
-    if not re.match(DATE_PATTERN, date):
-        raise I2IError(f"--date must look like YYYY-MM-DD, got {date!r}")
+    if not re.fullmatch(DATE_PATTERN, date) or not _is_date(date):
+        raise I2IError(f"--date must be a calendar date YYYY-MM-DD, got {date!r}")
     if unknown := sorted(set(only) - {m.name for m in schedule.models}):
         raise I2IError(f"unknown model(s) {unknown}; the schedule has: {', '.join(m.name for m in schedule.models)}")
     with lease.held(storage.join(schedule.state, date, LEASE_FILE), ttl_s=schedule.lease_hours * 3600,

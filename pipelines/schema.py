@@ -8,12 +8,25 @@ key, what was wrong and the valid choices.
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 
 import pydantic
 
 from pipelines.errors import ConfigError
+
+
+# A name that becomes one folder under a storage path and an MLflow run name: one path part, no "..", 128 at most
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def check_name(value: str | None) -> str | None:
+    """``value`` when it is a safe name (:data:`SAFE_NAME`, no ``..``); ValueError (a config error) otherwise."""
+    if value is not None and (not SAFE_NAME.fullmatch(value) or ".." in value):
+        raise ValueError(f"{value!r} is not a safe name: letters, digits, '_', '.', '-' (no '..', no path "
+                         "separators), starting with a letter or digit, at most 128 characters")
+    return value
 
 
 class StrictModel(pydantic.BaseModel):

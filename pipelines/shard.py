@@ -30,7 +30,9 @@ from datetime import datetime, timezone
 from importlib import metadata
 from typing import Literal
 
-from pydantic import Field
+from urllib.parse import urlparse
+
+from pydantic import Field, field_validator
 
 from pipelines import importers, storage
 from pipelines.errors import DatasetError
@@ -39,7 +41,7 @@ from pipelines.manifest import (
     FORMAT, IMAGE_COLUMNS, PAIRED_COLUMNS, Manifest, ShardEntry, SkippedFile, SourceInfo, SplitEntry, content_id,
     load_manifest, manifest_uri, read_manifest, versions_of, write_manifest,
 )
-from pipelines.schema import StrictModel
+from pipelines.schema import StrictModel, check_name
 
 log = logging.getLogger(__name__)
 _SHARD_NAME = re.compile(r"^shard-\d{6}\.tar$")
@@ -58,8 +60,16 @@ class ShardConfig(StrictModel):
     png_compress_level: int = Field(default=1, ge=0, le=9)  # 1: fast to write, ~10% larger than 6
     version: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # <output>/<version>/ when set
 
+    _safe_name = field_validator("name")(check_name)  # it names run folders and registered models
+
     def dataset_name(self) -> str:
-        return self.name or posixpath.basename(self.source.rstrip("/")) or "dataset"
+        """``name``, else the source folder's name made safe (``my photos`` → ``my-photos``)."""
+        if self.name:
+            return self.name
+        base = posixpath.basename(urlparse(self.source).path.rstrip("/") if "://" in self.source
+                                  else self.source.rstrip("/"))
+        safe = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9_.-]+", "-", base)).strip("-.")[:128]
+        return safe or "dataset"
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -32,20 +31,10 @@ from i2i_models.registry import get_model_class
 from pipelines import cluster, storage, tracking
 from pipelines.errors import ConfigError, DatasetError, I2IError
 from pipelines.manifest import SplitEntry, read_manifest
-from pipelines.schema import StrictModel
+from pipelines.schema import StrictModel, check_name
 
 log = logging.getLogger(__name__)
 DONE_MARKER = "i2i_train_done.json"
-# A name that becomes one folder under a storage path and an MLflow run name: one path part, no "..", 128 at most
-SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-
-
-def check_name(value: str | None) -> str | None:
-    """``value`` when it is a safe name (:data:`SAFE_NAME`, no ``..``); ValueError (a config error) otherwise."""
-    if value is not None and (not SAFE_NAME.fullmatch(value) or ".." in value):
-        raise ValueError(f"{value!r} is not a safe name: letters, digits, '_', '.', '-' (no '..', no path "
-                         "separators), starting with a letter or digit, at most 128 characters")
-    return value
 
 
 class TrainConfig(StrictModel):

@@ -37,7 +37,8 @@ from i2i_models.registry import get_model_class
 from pipelines import cluster, storage, tracking
 from pipelines.errors import ConfigError, I2IError
 from pipelines.schema import StrictModel
-from pipelines.train import TrainConfig, check_name, loop_config, plan_run
+from pipelines.schema import check_name
+from pipelines.train import TrainConfig, loop_config, plan_run
 
 log = logging.getLogger(__name__)
 TUNABLE_TRAIN = ("batch_size", "epochs")

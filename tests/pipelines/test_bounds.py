@@ -106,3 +106,51 @@ def test_run_and_experiment_names_are_single_safe_path_parts(key, value):
     with pytest.raises(ConfigError, match=f"'{key}'.*not a safe name"):
         load_config(None, base + [f"{key}={value}"])
     assert load_config(None, base + [f"{key}=pix2pix-edges2photo-2026-01-02"])
+
+
+def test_dataset_names_are_single_safe_path_parts_too():
+    base = ["shard.source=data/x", "shard.output=out/x", "train.dataset=out/x"]
+    with pytest.raises(ConfigError, match="'shard.name'.*not a safe name"):
+        load_config(None, base + ["shard.name=../../../x"])
+
+
+def test_a_default_dataset_name_is_made_safe():
+    from pipelines.shard import ShardConfig
+
+    assert ShardConfig(source="/data/my photos (2026)", output="o").dataset_name() == "my-photos-2026"
+    assert ShardConfig(source="s3://bucket/raw/facades/?endpoint_override=x", output="o").dataset_name() == "facades"
+    assert ShardConfig(source="/", output="o").dataset_name() == "dataset"
+
+
+@pytest.mark.parametrize("field, value", [("dataset", "../../../x"), ("path", "../../outside.tar"),
+                                          ("path", "/etc/shard.tar"), ("path", "train/../../x.tar")])
+def test_a_crafted_manifest_cannot_lead_out_of_its_folders(tmp_path, field, value):
+    """A manifest whose dataset name or shard path leads out (run folders are named after the dataset; shards are
+    opened by path) is refused when read, naming the field."""
+    from pipelines import manifest as mf
+
+    doc = {"format": "i2i-webdataset/1", "id": "0" * 64, "dataset": "ok", "data_mode": "paired",
+           "columns": ["input", "target"], "domains": [], "plan_id": "p", "code_version": "x", "created": "now",
+           "source": {"uri": "/src", "layout": "aligned", "files": 1, "fingerprint": "f"}, "config": {},
+           "splits": {"train": {"samples": 1, "bytes": 1, "domains": {},
+                                "shards": [{"path": "train/shard-000000.tar", "samples": 1, "bytes": 1,
+                                            "sha256": "0" * 64}]}},
+           "skipped": []}
+    if field == "dataset":
+        doc["dataset"] = value
+    else:
+        doc["splits"]["train"]["shards"][0]["path"] = value
+    (tmp_path / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(Exception, match="not a safe name" if field == "dataset" else "not a plain relative path"):
+        mf.read_manifest(str(tmp_path))
+
+
+@pytest.mark.parametrize("date", ["2026-01-01\n", "2026-13-40", "2026-1-1", "../../x"])
+def test_nightly_dates_are_calendar_dates(tmp_path, date):
+    from pipelines.errors import I2IError
+    from pipelines.nightly import Schedule, run_schedule
+
+    schedule = Schedule(state=str(tmp_path / "state"), models=[{"name": "m", "config": "none.yaml"}])
+    with pytest.raises(I2IError, match="calendar date"):
+        run_schedule(schedule, date)
+    assert not (tmp_path / "state").exists()
