@@ -142,7 +142,7 @@ def test_register_rerun_repairs_a_version_left_untagged_by_a_crash(sqlite_mlflow
 
 
 @pytest.mark.parametrize("kind", ["pytorch", "pyfunc", "weights"])
-def test_a_malicious_pickle_is_refused_by_translate_and_evaluate_and_never_runs(kind, sqlite_mlflow, tmp_path,
+def test_a_malicious_pickle_is_refused_by_translate_evaluate_and_the_gate_and_never_runs(kind, sqlite_mlflow, tmp_path,
                                                                                 capsys):
     marker = tmp_path / "PAYLOAD_RAN"
     uri = _register_crafted(sqlite_mlflow, f"evil-{kind}", marker, kind)
@@ -157,5 +157,23 @@ def test_a_malicious_pickle_is_refused_by_translate_and_evaluate_and_never_runs(
     assert code == 2 and expected in err.err, err
     with pytest.raises(RegistryError, match=expected):
         load_model(uri, sqlite_mlflow)
+
+    # the gate: an evaluated challenger against the crafted champion, which has no recorded score under the
+    # challenger's fingerprint, so the gate must load it to re-evaluate it — and refuses, champion unchanged
+    from pipelines.evaluate import EvaluateConfig
+    from pipelines.promote import PromoteConfig, run_promote
+    from tests.conftest import recorded_evaluation, register_version
+
+    name = f"evil-{kind}"
+    good = get_model("pix2pix", image_size=32, ngf=4, ndf=4)
+    good.save_pretrained(str(tmp_path / "good"))
+    eval_cfg = EvaluateConfig(feature_net="tiny", lpips_backbone="tiny")
+    challenger = register_version(sqlite_mlflow, str(tmp_path / "good"), name=name, evaluation=recorded_evaluation(
+        good, {"l1": 0.1}, str(tmp_path / "shards"), "e" * 16, eval_cfg))
+    champion = str(tracking.client(sqlite_mlflow).get_model_version_by_alias(name, "champion").version)
+    with pytest.raises(RegistryError, match=expected):
+        run_promote(name=name, mlflow=sqlite_mlflow, cfg=PromoteConfig(metric="l1"), eval_cfg=eval_cfg,
+                    version=challenger.version)
+    assert str(tracking.client(sqlite_mlflow).get_model_version_by_alias(name, "champion").version) == champion
     assert not marker.exists(), "the payload ran"
     assert not (tmp_path / "out").exists()
