@@ -159,8 +159,12 @@ class Distribution:
         from torchmetrics.image.fid import FrechetInceptionDistance
         from torchmetrics.image.kid import KernelInceptionDistance
 
-        self.fid = FrechetInceptionDistance(feature=feature_net(kind, weights_path))
-        self.kid = KernelInceptionDistance(feature=feature_net(kind, weights_path), subset_size=kid_subset_size)
+        # the caller passes every image it measures (train_loop gathers the ranks' itself): no second gather by
+        # torchmetrics, which inside a DDP worker would count each rank's images once per rank (FID/KID of duplicated
+        # samples, and a KID that differs from rank to rank)
+        self.fid = FrechetInceptionDistance(feature=feature_net(kind, weights_path), sync_on_compute=False)
+        self.kid = KernelInceptionDistance(feature=feature_net(kind, weights_path), subset_size=kid_subset_size,
+                                           sync_on_compute=False)
         self.n_real = self.n_fake = 0
 
     def update(self, images: torch.Tensor, real: bool) -> None:
