@@ -30,6 +30,14 @@ def train_cfg(pairs: str, tmp_path) -> TrainConfig:
                        storage_path=str(tmp_path / "runs"), log_every_steps=1000)
 
 
+def trial_rows(experiment_dir: str) -> list[list[dict]]:
+    """Every trial's reported results, as Tune wrote them (``<experiment>/<trial>/result.json``, JSON lines)."""
+    from pathlib import Path
+
+    return [[json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+            for f in sorted(Path(experiment_dir).glob("*/result.json"))]
+
+
 def test_asha_with_optuna_four_trials_with_mlflow_parent_and_children(pairs, tmp_path, mlflow_server):
     tracking = MlflowConfig(tracking_uri=mlflow_server, experiment="tune-asha")
     cfg = TuneSection(search_space=SPACE, scheduler="asha", search_alg="optuna", num_samples=4, epochs=2,
@@ -40,16 +48,27 @@ def test_asha_with_optuna_four_trials_with_mlflow_parent_and_children(pairs, tmp
     assert all(not t["error"] for t in r.trial_summaries), r.trial_summaries
     assert 4 <= r.trial_epochs <= 8  # ASHA may stop some trials after 1 epoch
     assert {"val_l1", "val_kid", "objective"} <= set(r.best_metrics)
-    # the first trial ran the untuned weights, so the result says whether tuning beat them
+    # the best, recomputed from what Tune itself recorded per trial (result.json): among the trials that ran every
+    # epoch (ASHA stops others early), the lowest final objective; the result carries that trial's values
+    trials = trial_rows(r.path)
+    assert len(trials) == 4 and all(trials)
+    finals = [rows[-1] for rows in trials]
+    best = min([row for row in finals if row["training_iteration"] >= 2] or finals, key=lambda row: row["objective"])
+    assert r.best_objective == pytest.approx(best["objective"], rel=1e-9)
+    assert r.best_config == pytest.approx({k: best["config"][k] for k in SPACE}, rel=1e-9)
+    # the first trial ran the untuned weights: the result reports that trial's own final objective and epochs
     assert r.baseline["config"] == {"loss_weights.l1": 100.0, "loss_weights.gan": 1.0}
-    if r.baseline["stopped_early"]:  # ASHA cut it at a rung: a trial that went on beat it there
-        assert r.baseline["epochs"] < 2
-    else:  # it ran every epoch, so the best is at least as good as it
-        assert r.baseline["epochs"] == 2 and r.best_objective <= r.baseline["objective"]
+    (untuned,) = [rows for rows in trials if {k: rows[-1]["config"][k] for k in SPACE} == r.baseline["config"]]
+    assert r.baseline["objective"] == pytest.approx(untuned[-1]["objective"], rel=1e-9)
+    assert r.baseline["epochs"] == len(untuned) and r.baseline["stopped_early"] == (len(untuned) < 2)
     client = mlflow.MlflowClient(mlflow_server, registry_uri=mlflow_server)
     children = client.search_runs([client.get_experiment_by_name("tune-asha").experiment_id],
                                   filter_string=f"tags.`mlflow.parentRunId` = '{r.mlflow_run_id}'")
     assert len(children) == 4 and all("val_l1" in c.data.metrics for c in children)
+    # the best trial's MLflow child (its training loop logged it) ends at the same objective
+    (best_child,) = [c for c in children if all(float(c.data.tags[f"trial.{k}"]) == pytest.approx(best["config"][k])
+                                                for k in SPACE)]
+    assert best_child.data.metrics["objective"] == pytest.approx(r.best_objective, rel=1e-9)
     parent = client.get_run(r.mlflow_run_id)
     assert json.loads(parent.data.tags["best_config"]) == r.best_config
     assert parent.data.metrics["baseline_objective"] == r.baseline["objective"]
