@@ -5,15 +5,17 @@ from the test S3 server and checkpointing there."""
 
 import contextlib
 import json
+import shutil
 import urllib.request
 
 import pytest
 import torch
 
 from pipelines import storage
+from pipelines.metrics import TinyFeatures
 from pipelines.register import load_model
 from pipelines.shard import ShardConfig, run_shard
-from tests.conftest import BUCKET, ray_start, server, submit
+from tests.conftest import BUCKET, kid_all_samples, ray_start, server, shard_domain_images, submit
 
 
 def alive_nodes(dashboard: str) -> list[dict]:
@@ -42,12 +44,18 @@ def two_nodes(s3_endpoint, tmp_path_factory):
         yield dashboard, {n["node_id"]: n["is_head_node"] for n in alive_nodes(dashboard)}
 
 
-def test_two_workers_train_on_two_nodes_and_checkpoint_to_s3(two_nodes, ray_cluster, mlflow_server, demo_root):
+def test_two_workers_train_on_two_nodes_and_checkpoint_to_s3(two_nodes, ray_cluster, mlflow_server, demo_root,
+                                                             tmp_path):
     import mlflow
 
     dashboard, nodes = two_nodes
     shards = f"s3://{BUCKET}/multinode/shards"
-    run_shard(ShardConfig(source=f"{demo_root}/photo2winter", output=shards, load_size=32, num_shards=2))
+    src = tmp_path / "photo2winter"  # 2 + 2 held-out images: one of each per worker, none dropped by the equal split
+    shutil.copytree(f"{demo_root}/photo2winter", src)
+    for folder in ("testA", "testB"):
+        for extra in sorted((src / folder).iterdir())[2:]:
+            extra.unlink()
+    run_shard(ShardConfig(source=str(src), output=shards, load_size=32, num_shards=2))
     runs = f"s3://{BUCKET}/multinode/runs"
     sets = {"train.dataset": shards, "train.storage_path": runs, "train.num_workers": 2, "train.cpus_per_worker": 0.5,
             "train.placement_strategy": "STRICT_SPREAD", "train.crop_size": 32, "train.epochs": 1,
@@ -64,10 +72,15 @@ def test_two_workers_train_on_two_nodes_and_checkpoint_to_s3(two_nodes, ray_clus
     assert summary["metrics"]["num_nodes"] == 2
     assert summary["checkpoint"].startswith(f"{runs}/multinode/checkpoint_")  # rank 0 wrote it to S3
     assert "train_state.pt" in {f.relpath for f in storage.list_files(summary["checkpoint"])}
-    metrics = summary["metrics"]  # validation: KID of a→b translations, all-reduced over both ranks
-    assert metrics["val_kid"] == metrics["val_kid"] and metrics["objective"] == metrics["val_kid"]
+    metrics = summary["metrics"]
     trained = load_model(summary["checkpoint"])  # downloaded from S3
     assert all(f"loss_{t.name}" in metrics for t in trained.loss_terms)
+    # validation gathered both ranks' halves: val_kid (and the objective) is the KID of the final checkpoint's a→b
+    # translations of every held-out A image against every held-out B image, recomputed here from S3
+    real_a, real_b = (shard_domain_images(shards, "test", d) for d in ("A", "B"))
+    expected = kid_all_samples(real_b, trained.translate(real_a, direction="a2b"), TinyFeatures())
+    assert metrics["val_kid"] == pytest.approx(expected, rel=1e-3, abs=1e-6)
+    assert metrics["objective"] == pytest.approx(expected, rel=1e-3, abs=1e-6)
     assert torch.isfinite(trained.translate(torch.rand(2, 3, 32, 32) * 2 - 1, direction="b2a")).all()
     run = mlflow.MlflowClient(mlflow_server).get_run(summary["mlflow_run_id"])
     assert run.data.tags["i2i.worker_nodes"] == summary["metrics"]["worker_nodes"]
