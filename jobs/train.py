@@ -1,4 +1,5 @@
-"""Train the configured model on Ray Train from the shards (resumes a re-submitted run).
+"""Train the configured model on Ray Train from the shards (resumes a re-submitted run). A config with a `shard`
+section whose shards do not exist yet is sharded first.
 
     ray job submit --working-dir . -- python -m jobs.train --config jobs/configs/quickstart.yaml
 """
@@ -15,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = job_parser("i2i train", __doc__)
     args = parser.parse_args(argv)
 
-    return run(lambda: asdict(step_train(load_config(args.config, args.overrides))))
+    return run(lambda: asdict(step_train(load_config(args.config, args.overrides), shard_missing=True)))
 
 
 if __name__ == "__main__":

@@ -43,7 +43,17 @@ log = logging.getLogger(__name__)
 EVAL_FILE = "eval.json"
 
 
-def step_train(cfg: PipelineConfig, tags: dict[str, str] | None = None) -> TrainResult:
+def step_train(cfg: PipelineConfig, tags: dict[str, str] | None = None, *, shard_missing: bool = False
+               ) -> TrainResult:
+    """Train; with ``shard_missing`` (``i2i train``), a config whose ``train.dataset`` has no shards yet is sharded
+    first from its ``shard`` section (so a recipe plus ``--set shard.source=…`` is one command)."""
+    if shard_missing and cfg.shard is not None:
+        from pipelines.manifest import manifest_uri
+
+        if not storage.exists(manifest_uri(cfg.require("train").dataset)):
+            log.info("no shards at %s yet: sharding %s first", cfg.require("train").dataset, cfg.shard.source)
+            shard = run_shard(cfg.shard, ray_config=cfg.ray, resolved_config=cfg.model_dump())
+            cfg = cfg.with_values({"train.dataset": shard.output})
     return run_train(**cfg.train_args(), mlflow=cfg.mlflow, ray_config=cfg.ray, resolved_config=cfg.model_dump(),
                      tags=tags)
 

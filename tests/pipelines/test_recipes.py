@@ -244,3 +244,23 @@ def test_an_epoch_without_a_full_batch_is_an_error_not_an_endless_run(tmp_path, 
                             max_steps=100), "batch_size": 4}
     with pytest.raises(DatasetError, match="no full batch of 4"):
         run(config, {"train": pairs(3, 1), "val": pairs(2, 5)}, tmp_path)
+
+
+def test_i2i_train_shards_a_recipe_first_when_its_shards_do_not_exist(ray_cluster, demo_root, tmp_path, capsys):
+    """A recipe plus ``--set shard.source=…`` is one command: ``i2i train`` shards it first (and only then)."""
+    import json
+
+    from jobs.cli import main as i2i
+
+    shards = tmp_path / "shards"
+    sets = [f"shard.source={demo_root}/edges2photo", f"shard.output={shards}", "shard.load_size=32",
+            f"train.dataset={shards}", "model.args.image_size=32", "model.args.ngf=4", "model.args.ndf=4",
+            "train.crop_size=32", "train.epochs=1", "train.num_workers=1", "train.batch_size=8",
+            f"train.storage_path={tmp_path}/runs", f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db"]
+    args = ["train", "--config", "jobs/configs/quickstart.yaml", *[a for s in sets for a in ("--set", s)]]
+    assert i2i(args) == 0
+    printed = capsys.readouterr().out
+    out = json.loads(printed[printed.index("{\n"):])  # the JSON summary ends stdout
+    assert (shards / "manifest.json").exists() and out["dataset_id"] == json.loads(
+        (shards / "manifest.json").read_text())["id"]
+    assert pathlib.Path(out["checkpoint"], "config.json").exists()
