@@ -222,7 +222,7 @@ def datasets_for(train: TrainConfig) -> dict:
                           seed=train.seed)
 
 
-def trainer_for(config: dict, train: TrainConfig, *, name: str, storage_path: str, callbacks=()):
+def trainer_for(config: dict, train: TrainConfig, *, name: str, storage_path: str, callbacks=(), datasets=None):
     """The ``TorchTrainer`` for one run: workers, resources (fractional CPUs leave room for Ray Data), storage."""
     import ray.train
     from ray.train.torch import TorchTrainer
@@ -233,7 +233,7 @@ def trainer_for(config: dict, train: TrainConfig, *, name: str, storage_path: st
 
     use_gpu = cluster.use_gpu(train.use_gpu)
     fs, path = storage.resolve(storage_path)
-    datasets = datasets_for(train)
+    datasets = datasets if datasets is not None else datasets_for(train)
     whole = feeds.unsplit(config["data_mode"], config.get("lead_domain", "a"))
     return TorchTrainer(
         train_loop, train_loop_config=config, datasets=datasets,
@@ -256,18 +256,19 @@ def run_train(*, model: str, model_args: dict, loss_weights: dict, train: TrainC
     from pipelines.cluster import init_ray
 
     name, run_dir, manifest = plan_run(model, model_args, loss_weights, train)
-    mlflow_run = tracking.run_for(mlflow, name, {"i2i.model": model, "i2i.dataset": manifest.dataset,
-                                                 "i2i.dataset_id": manifest.id, **(tags or {})})
     if (done := finished_run(model, model_args, loss_weights, train)) is not None:
         log.info("training run %s already finished: nothing to do", name)
         return done
     plan = run_plan(model, model_args, train, epoch_images(_split(manifest, train.train_split), manifest.data_mode))
+    init_ray(ray_config)
+    datasets = datasets_for(train)  # every shard checked against the manifest before any run exists
+    mlflow_run = tracking.run_for(mlflow, name, {"i2i.model": model, "i2i.dataset": manifest.dataset,
+                                                 "i2i.dataset_id": manifest.id, **(tags or {})})
     # the resolved batch split and length as MLflow params plan.*, beside the train.* fields they come from
     _log_params(mlflow, mlflow_run, model, model_args, loss_weights, train,
                 {**(resolved_config or {}), "plan": asdict(plan)}, manifest)
-    init_ray(ray_config)
     config = loop_config(model, model_args, loss_weights, train, mlflow_uri=mlflow.uri(), mlflow_run_id=mlflow_run)
-    trainer = trainer_for(config, train, name=name, storage_path=train.storage_path)
+    trainer = trainer_for(config, train, name=name, storage_path=train.storage_path, datasets=datasets)
     log.info("training %s on %s as run %s -> %s: global batch %d = %d workers × %d, %d steps per epoch, %d "
              "iterations", model, manifest.dataset, name, run_dir, plan.global_batch_size, plan.num_workers,
              plan.per_worker_batch_size, plan.steps_per_epoch, plan.total_iterations)
