@@ -49,6 +49,10 @@ def test_a_manifest_cut_short_is_no_manifest_and_the_dated_version_is_sharded_ag
 
     evaluation = {"metrics": {"l1": 0.5}, "dataset": "d", "dataset_id": "d", "split": "val", "samples": 4}
     storage.write_bytes(storage.join(run_dir, EVAL_FILE), json.dumps(evaluation).encode())
+    with pytest.raises(I2IError, match="without an evaluation fingerprint"):  # an older i2i's: the gate refuses it
+        stored_evaluation(pipeline)
+    evaluation.update(fingerprint="f" * 16, fingerprint_spec={"dataset_id": "d"})
+    storage.write_bytes(storage.join(run_dir, EVAL_FILE), json.dumps(evaluation).encode())
     assert stored_evaluation(pipeline).metrics == {"l1": 0.5}
     cut_short(storage.join(run_dir, EVAL_FILE))
     with pytest.raises(I2IError, match="has not been evaluated"):
