@@ -66,29 +66,41 @@ def wait_for(predicate, timeout: float, what: str, alive=lambda: True):
     return value
 
 
-def assert_every_checkpoint_loads(run_dir: str) -> list[int]:
-    """Every checkpoint folder the run left in storage loads as a model and as training state; their epochs."""
-    folders = sorted({e.relpath.split("/")[0] for e in storage.list_files(run_dir)
-                      if re.match(r"checkpoint_\d{4}-[^/]+/", e.relpath)})
-    assert folders, f"no checkpoint under {run_dir}"
-    epochs = []
-    for folder in folders:
-        with tempfile.TemporaryDirectory() as d:
-            for e in storage.list_files(storage.join(run_dir, folder)):
-                os.makedirs(os.path.dirname(os.path.join(d, e.relpath)), exist_ok=True)
-                with open(os.path.join(d, e.relpath), "wb") as f:
-                    f.write(storage.read_bytes(storage.join(run_dir, folder, e.relpath)))
+def load_checkpoint(run_dir: str, folder: str) -> int:
+    """Load one checkpoint folder as a model and as training state (downloaded file by file); its epoch."""
+    with tempfile.TemporaryDirectory() as d:
+        files = storage.list_files(storage.join(run_dir, folder))
+        for e in files:
+            os.makedirs(os.path.dirname(os.path.join(d, e.relpath)), exist_ok=True)
+            with open(os.path.join(d, e.relpath), "wb") as f:
+                f.write(storage.read_bytes(storage.join(run_dir, folder, e.relpath)))
+        try:
             I2IModel.from_pretrained(d)  # config + generator/discriminator weights
             state = torch.load(os.path.join(d, STATE_FILE), map_location="cpu", weights_only=True)
-            assert {"nets", "optimizers", "epoch", "step"} <= set(state), f"{folder}: {set(state)}"
-            epochs.append(state["epoch"])
+        except (OSError, RuntimeError, ValueError) as err:
+            raise AssertionError(f"{folder} does not load ({[e.relpath for e in files]}): {err}") from None
+    assert {"nets", "optimizers", "epoch", "step"} <= set(state), f"{folder}: {set(state)}"
+    return state["epoch"]
+
+
+def assert_every_checkpoint_loads(run_dir: str) -> list[int]:
+    """Every checkpoint Ray Train committed for the run loads, and no other checkpoint folder is left in storage
+    (a partial upload cut by the fault); the committed checkpoints' epochs."""
+    folders = sorted({e.relpath.split("/")[0] for e in storage.list_files(run_dir)
+                      if re.match(r"checkpoint_\d{4}-[^/]+/", e.relpath)})
+    kept = committed(run_dir)
+    assert kept and set(kept) <= set(folders), (kept, folders)
+    epochs = [load_checkpoint(run_dir, folder) for folder in kept]
+    partial = {f: sorted(e.relpath for e in storage.list_files(storage.join(run_dir, f)))
+               for f in folders if f not in kept}
+    assert not partial, f"checkpoint folders left beside the committed ones {kept}: {partial}"
     return epochs
 
 
 def restarts(logs: str) -> int:
     """Worker-group (re)starts that resumed from a checkpoint: every rank of such a group, a new process, prints
     "[i2i] resumed from checkpoint" once (Ray prefixes its lines with the worker's pid)."""
-    pids = set(re.findall(r"pid=(\d+)[^)]*\)\s*\[i2i\] resumed from checkpoint", logs))
+    pids = set(re.findall(r"pid=(\d+)[^)]*\)(?:\x1b\[[0-9;]*m)?\s*\[i2i\] resumed from checkpoint", logs))
     return len(pids) // 2
 
 
