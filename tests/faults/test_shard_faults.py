@@ -69,7 +69,8 @@ def test_shard_job_through_a_10s_s3_outage(ray_head, s3_proxy, raw_on_s3, demo_r
     t0 = time.time()
     first = submit_through(ray_head, env, *shard_job(f"{raw_on_s3}/raw", out), options=("--submission-id", job_id),
                            timeout=300)
-    figures.update(outage=s3_proxy.outages[:1], first_run={"rc": first.returncode, "seconds": round(time.time() - t0, 1)})
+    figures.update(outage=s3_proxy.outages[:1],
+                   first_run={"rc": first.returncode, "seconds": round(time.time() - t0, 1)})
     assert len(s3_proxy.outages) == 1 and s3_proxy.outages[0]["seconds"] >= 10, s3_proxy.outages
     if first.returncode != 0:  # failed: clearly, and nothing committed; the re-run completes
         assert_failed_clearly(ray_cli(ray_head, "logs", job_id).stdout)

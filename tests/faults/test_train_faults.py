@@ -3,7 +3,6 @@ upload and during MLflow's artifact logging, a Ray Train worker SIGKILLed mid-ep
 the job submitted again. Each time the run finishes (resuming from its last checkpoint), redoes at most one
 epoch, and every checkpoint it left loads."""
 
-import json
 import os
 import re
 import signal
@@ -130,6 +129,8 @@ def test_s3_down_during_checkpoint_upload_and_mlflow_logging(ray_head, s3_proxy,
     figures["attempts_rc"] = [attempts[0].returncode]
     assert len(s3_proxy.outages) == 2, f"the outages did not both happen: {s3_proxy.outages}"
     if attempts[0].returncode != 0:  # the run gave up: resubmitting it resumes
+        out = attempts[0].stdout + attempts[0].stderr
+        figures["gave_up_with"] = [line[:300] for line in out.splitlines() if re.search(r"^error: |Error: ", line)][-3:]
         attempts.append(submit_through(ray_head, env, *job, timeout=500))
         figures["attempts_rc"].append(attempts[-1].returncode)
     assert attempts[-1].returncode == 0, attempts[-1].stdout[-4000:] + attempts[-1].stderr[-2000:]
