@@ -91,6 +91,11 @@ _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 _SECRET_QUERY_KEYS = ("key", "secret", "token", "password", "credential", "signature", "sig", "auth")
 
 
+def _secret_key(name: str) -> bool:
+    """A query parameter whose value is a credential (``secret_key``, ``X-Amz-Signature``, ``token`` …)."""
+    return any(word in name.lower() for word in _SECRET_QUERY_KEYS)
+
+
 def redact_uri(uri: str) -> str:
     """``uri`` without credentials: user-info (``s3://KEY:SECRET@bucket``, ``http://user:pw@host``) becomes
     ``***@`` and the values of secret-looking query parameters (``secret_key=…``, ``X-Amz-Signature=…``) ``***``."""
@@ -105,7 +110,7 @@ def redact_uri(uri: str) -> str:
         parts = []
         for item in query.split("&"):
             k, sep, v = item.partition("=")
-            secret = sep and any(word in k.lower() for word in _SECRET_QUERY_KEYS)
+            secret = sep and _secret_key(k)
             parts.append(f"{k}=***" if secret else item)
         query = "&".join(parts)
     return urlunparse(parsed._replace(netloc=netloc, query=query))
@@ -122,7 +127,7 @@ def strip_credentials(uri: str) -> str:
     if not parsed.scheme or len(parsed.scheme) == 1:
         return uri
     query = "&".join(item for item in parsed.query.split("&") if item and not (
-        "=" in item and any(word in item.partition("=")[0].lower() for word in _SECRET_QUERY_KEYS)))
+        "=" in item and _secret_key(item.partition("=")[0])))
     return urlunparse(parsed._replace(netloc=parsed.netloc.rsplit("@", 1)[-1], query=query))
 
 
