@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -13,31 +14,64 @@ from pipelines.errors import user_error
 from pipelines.storage import redact
 
 
-def job_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
-    """The argument parser every config-driven job starts from: ``--config FILE`` and ``--set KEY=VALUE``."""
+def job_parser(prog: str, doc: str | None, example: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser every config-driven job starts from: ``--config FILE`` and ``--set KEY=VALUE``; its
+    ``--help`` ends with ``example`` (default: ``PROG --config jobs/configs/quickstart.yaml``)."""
     from pipelines.config import add_config_args
 
-    parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=examples(example or f"{prog} --config jobs/configs/quickstart.yaml"))
     add_config_args(parser)
     return parser
 
 
+def examples(*lines: str) -> str:
+    """The epilog of a command's ``--help``: ``example:`` and the command lines a user can copy."""
+    return "example:\n" + "\n".join(f"  {line}" for line in lines)
+
+
 def run(step: Callable[[], dict], text: bool = False) -> int:
     """Run one step; print its JSON summary (``text``: as readable lines and tables instead). Exit 0 on success, 1
-    when the summary's ``status`` says the step failed (or on a bug: traceback), 2 on a user-facing error (message,
-    no traceback). Everything the job prints — summary, errors, logs, Ray's copy of its workers' output — passes
-    through :func:`pipelines.storage.redact`: no credential in a URI reaches the job's output."""
+    when the summary's ``status`` says the step failed (or on a bug: traceback), 2 on a user-facing error (one
+    ``error:`` line on stderr, no traceback). stdout carries the summary and nothing else: whatever the step, Ray
+    and its workers print goes to stderr (:func:`_summary_stream`), so ``i2i … | jq`` reads one JSON document, also
+    when the step failed. Everything the job prints — summary, errors, logs, Ray's copy of its workers' output —
+    passes through :func:`pipelines.storage.redact`: no credential in a URI reaches the job's output."""
     out, err = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _Redacting(out), _Redacting(err)
+    summary_out = _Redacting(_summary_stream(out))
+    sys.stdout, sys.stderr = _Redacting(err), _Redacting(err)  # the step's prints: stderr
     try:
-        return _run(step, text)
+        return _run(step, text, summary_out)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
+        summary_out.flush()
         sys.stdout, sys.stderr = out, err
 
 
-def _run(step: Callable[[], dict], text: bool) -> int:
+_real_stdout = None  # the process's stdout, once fd 1 was pointed at stderr (by the first job run in the process)
+
+
+def _summary_stream(out):
+    """Where the summary goes: ``out``; but when ``out`` is the process's own stdout (a job run as a command, not a
+    test's capture), file descriptor 1 is pointed at stderr for the rest of the process — Ray's log monitor and its
+    copy of the workers' output, C extensions and child processes all write there, some of it after the step
+    returned — and the summary alone goes to a duplicate of the original descriptor."""
+    global _real_stdout
+    if out is not sys.__stdout__:
+        return out
+    if _real_stdout is None:
+        try:
+            fd, err_fd = out.fileno(), sys.__stderr__.fileno()
+        except (AttributeError, OSError, ValueError):  # no descriptors (an embedding host): nothing to point
+            return out
+        out.flush()
+        _real_stdout = os.fdopen(os.dup(fd), "w", encoding=out.encoding, errors=out.errors)
+        os.dup2(err_fd, fd)
+    return _real_stdout
+
+
+def _run(step: Callable[[], dict], text: bool, out) -> int:
     logging.basicConfig(level=logging.WARNING if text else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -46,14 +80,26 @@ def _run(step: Callable[[], dict], text: bool) -> int:
         err = user_error(raised)
         if err is None:
             traceback.print_exc()  # a bug: the traceback, through the redacting stderr
-            return 1
-        print(f"error: {err}", file=sys.stderr)
-        if not text:
-            print(json.dumps({"status": "failed", "error": str(err)}))
-        return 2
+            return _failed(f"{type(raised).__name__}: {raised}", 1, text, out)
+        return _failed(str(err), 2, text, out)
     status = summary.get("status", "succeeded")  # a step may report "failed" itself (e.g. one nightly model failed)
-    print(render(summary) if text else json.dumps({"status": status, **summary}, indent=1, default=str))
+    sys.stderr.flush()  # the step's last log lines before the summary, where both streams share one log
+    print(render(summary) if text else json.dumps({"status": status, **summary}, indent=1, default=str), file=out)
     return 0 if status == "succeeded" else 1
+
+
+def _failed(message: str, code: int, text: bool, out) -> int:
+    """The failure as the last line on stderr (``error: <first line>``; a longer message's other lines — e.g. the
+    retry note Ray Data appends to an error raised in its tasks — before it) and, for a JSON caller,
+    ``{"status": "failed", "error": <first line>}`` on stdout."""
+    first, *details = message.strip().splitlines() or [""]
+    for line in details:
+        print(f"  {line}", file=sys.stderr)
+    print(f"error: {first}", file=sys.stderr)
+    sys.stderr.flush()
+    if not text:
+        print(json.dumps({"status": "failed", "error": first}), file=out)
+    return code
 
 
 class _Redacting:

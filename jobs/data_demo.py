@@ -5,12 +5,13 @@ import argparse
 import sys
 from dataclasses import asdict
 
-from jobs._run import run
+from jobs._run import examples, run
 from pipelines.demo_data import build_demo
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="i2i data demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="i2i data demo", description=__doc__, epilog=examples("i2i data demo --out data/demo"),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="local folder to write the three datasets into")
     parser.add_argument("--tile-size", type=int, default=64, help="tile size in pixels (64-128 recommended)")
     parser.add_argument("--max-per-photo", type=int, default=60, help="at most this many tiles per photo")

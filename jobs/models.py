@@ -2,6 +2,7 @@
 
     i2i models list [NAME]                      versions, aliases, the metric each was judged on
     i2i models best NAME [--metric M]           best version by eval.M under the champion's eval fingerprint
+    i2i models best --dataset D [--metric M]    best across every family trained on D (one eval fingerprint)
     i2i models promote NAME VERSION [--force --reason TEXT]   through the gate, or forced
     i2i models rollback NAME [--reason TEXT]    champion back to the previous champion
     i2i models history NAME                     who was champion when, and why
@@ -11,21 +12,39 @@ import argparse
 import sys
 from dataclasses import asdict
 
-from jobs._run import run
+from jobs._run import examples, run
 from pipelines import registry_ops as ops
 from pipelines.config import add_config_args, load_config
 
 
+EXAMPLES = {
+    "list": ["i2i models list", "i2i models list i2i-pix2pix-edges2photo --json"],
+    "best": ["i2i models best i2i-pix2pix-edges2photo --metric fid",
+             "i2i models best --dataset edges2photo --metric fid --json   # across families"],
+    "promote": ["i2i models promote i2i-pix2pix-edges2photo 3",
+                "i2i models promote i2i-pix2pix-edges2photo 3 --force --reason 'hotfix for #12'"],
+    "rollback": ["i2i models rollback i2i-pix2pix-edges2photo --reason 'v4 regressed'"],
+    "history": ["i2i models history i2i-pix2pix-edges2photo"],
+}
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="i2i models", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=examples(*(e for ex in EXAMPLES.values() for e in ex)))
     sub = parser.add_subparsers(dest="cmd", required=True)
-    cmds = {name: sub.add_parser(name) for name in ("list", "best", "promote", "rollback", "history")}
+    cmds = {name: sub.add_parser(name, epilog=examples(*ex), formatter_class=argparse.RawDescriptionHelpFormatter)
+            for name, ex in EXAMPLES.items()}
     for name, p in cmds.items():
         add_config_args(p)
         p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-        p.add_argument("name", nargs="?" if name == "list" else None, help="registered model, e.g. i2i-pix2pix-x")
+        p.add_argument("name", nargs="?" if name in ("list", "best") else None,
+                       help="registered model, e.g. i2i-pix2pix-x")
     cmds["best"].add_argument("--metric", help="eval metric to rank by (default: promote.metric)")
+    cmds["best"].add_argument("--dataset", help="instead of NAME: every model trained on this dataset, any family")
+    cmds["best"].add_argument("--fingerprint", help="with --dataset: compare under this eval fingerprint (default: "
+                              "the one most families were evaluated under)")
+    cmds["best"].add_argument("--champions-only", action="store_true", help="with --dataset: champions only")
     cmds["promote"].add_argument("version")
     cmds["promote"].add_argument("--force", action="store_true", help="skip the gate (recorded as forced)")
     for name in ("promote", "rollback"):
@@ -38,6 +57,9 @@ def _step(args) -> dict:
     mlflow, alias = cfg.mlflow, cfg.promote.champion_alias
     if args.cmd == "list":
         return {"versions": [asdict(r) for r in ops.list_versions(mlflow, args.name)]}
+    if args.cmd == "best" and args.dataset:
+        return asdict(ops.best_across(mlflow, args.dataset, args.metric or cfg.promote.metric, alias,
+                                      fingerprint=args.fingerprint, champions_only=args.champions_only))
     if args.cmd == "best":
         return asdict(ops.best_version(mlflow, args.name, args.metric or cfg.promote.metric, alias))
     if args.cmd == "promote" and args.force:
@@ -51,7 +73,12 @@ def _step(args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.cmd == "best" and bool(args.name) == bool(args.dataset):
+        parser.error("models best: give a registered model NAME or --dataset D (across families), one of the two")
+    if args.cmd == "best" and not args.dataset and (args.fingerprint or args.champions_only):
+        parser.error("models best: --fingerprint and --champions-only go with --dataset")
     return run(lambda: _step(args), text=not args.json)
 
 

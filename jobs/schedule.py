@@ -1,5 +1,6 @@
 """Print the cron or systemd-timer entries that submit the nightly schedule every day (nothing is installed).
 
+examples:
     (crontab -l; i2i schedule print --address http://HEAD:8265) | crontab -
     i2i schedule print --format systemd --address http://HEAD:8265     # two units, for ~/.config/systemd/user/
 """

@@ -42,12 +42,34 @@ class RegistryError(I2IError):
 
 
 def user_error(err: BaseException | None) -> I2IError | None:
-    """The I2IError behind ``err``, also when it was raised inside a Ray task and wrapped by Ray."""
-    seen = set()
+    """The I2IError behind ``err``, also when it was raised inside a Ray task, actor or Ray Train worker and
+    wrapped by Ray — and by a step that re-raised Ray's failure as an I2IError of its own (``training run … failed:
+    <Ray's report>``): the user error raised inside Ray is the root cause, its one line the message to show."""
+    found, seen = None, set()
     while err is not None and id(err) not in seen:
+        seen.add(id(err))
         if isinstance(err, I2IError):
             cause = getattr(err, "cause", None)  # raised in a Ray task: Ray's copy renders as the task's traceback
-            return cause if isinstance(cause, I2IError) else err
-        seen.add(id(err))
-        err = getattr(err, "cause", None) or err.__cause__
-    return None
+            found = cause if isinstance(cause, I2IError) else err
+            seen.add(id(found))
+            err = found.__cause__
+            if err is None or not _from_ray(err):  # only a failure Ray reported is looked into for a deeper one
+                return found
+        else:
+            err = _inner(err)
+    return found
+
+
+def _from_ray(err: BaseException) -> bool:
+    """An exception of Ray's (RayTaskError, a Ray Train TrainingFailedError, …); ray itself is not imported here."""
+    return any(c.__module__.split(".")[0] == "ray" for c in type(err).__mro__)
+
+
+def _inner(err: BaseException) -> BaseException | None:
+    """The exception ``err`` reports: a Ray task's cause, a Ray Train worker group's failed worker (the first, by rank,
+    that raised a user error, else the first), a Ray Train controller's failure, else the ``raise … from`` cause."""
+    failures = getattr(err, "worker_failures", None)
+    if isinstance(failures, dict) and failures:
+        ranked = [failures[rank] for rank in sorted(failures)]
+        return next((e for e in ranked if user_error(e) is not None), ranked[0])
+    return getattr(err, "cause", None) or getattr(err, "controller_failure", None) or err.__cause__

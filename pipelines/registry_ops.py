@@ -5,12 +5,14 @@ Every champion change (the gate in ``promote.run_promote``, a forced promotion, 
 compare-and-set under the champion lease and is appended to the registered-model tag ``i2i.champion_history``
 (``champion`` module: bounded tags, archived, never dropped); models promoted before that tag existed fall back to
 the ``promotion.*`` tags of their versions. ``best`` ranks only versions measured under the same evaluation
-fingerprint (``evaluate`` module) as the champion (else the latest version).
+fingerprint (``evaluate`` module) as the champion (else the latest version); ``best_across`` does the same across the
+families trained on one dataset (``i2i-pix2pix-edges2photo`` against ``i2i-bicyclegan-edges2photo`` …).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -50,6 +52,19 @@ class BestResult:
     ranked: list[dict] = field(default_factory=list)  # {version, value, aliases}, best first
     skipped: list[dict] = field(default_factory=list)  # {version, reason}
     fingerprint: str = ""  # the evaluation fingerprint every ranked version was measured under
+
+
+@dataclass(frozen=True)
+class BestAcrossResult:
+    dataset: str
+    metric: str
+    lower_is_better: bool
+    fingerprint: str  # the evaluation fingerprint every compared version was measured under
+    best_model_uri: str  # models:/NAME/VERSION
+    best_value: float
+    families: list[str]  # the families compared (i2i.model of their versions)
+    compared: list[dict] = field(default_factory=list)  # {model_uri, name, family, version, value, aliases}, best first
+    skipped: list[dict] = field(default_factory=list)  # {model_uri, name, family, version, reason}
 
 
 @dataclass(frozen=True)
@@ -202,6 +217,89 @@ def best_version(mlflow: tracking.MlflowConfig, name: str, metric: str, champion
     ranked.sort(key=lambda r: r["value"] if lower else -r["value"])
     return BestResult(name, metric, lower, dataset_id, dataset_from, ranked[0]["version"], ranked[0]["value"],
                       ranked, skipped, fingerprint)
+
+
+@_fails_closed
+def best_across(mlflow: tracking.MlflowConfig, dataset: str, metric: str, champion_alias: str = "champion", *,
+                fingerprint: str | None = None, champions_only: bool = False) -> BestAcrossResult:
+    """The best registered version by ``eval.<metric>`` among every ``i2i-*`` model trained on ``dataset`` (their
+    ``i2i.dataset`` tag), whatever the family — only versions measured under one evaluation fingerprint are compared:
+    ``fingerprint``, or (None) the one under which the most families, then champions, then versions have the metric.
+    The others are listed as skipped, with why (not evaluated, metric missing, which fingerprint fields differ)."""
+    try:
+        lower = lower_is_better(metric)
+    except KeyError as err:
+        raise RegistryError(err.args[0]) from None
+    c = tracking.client(mlflow)
+    found = [mv for mv in c.search_model_versions(f"tags.`i2i.dataset` = {tracking.quote(dataset)}")
+             if mv.name.startswith(PREFIX)]
+    if not found:
+        trained = sorted({mv.tags.get("i2i.dataset", "?") for n in _model_names(c) for mv in _versions(c, n)})
+        raise RegistryError(f"no registered i2i model was trained on dataset '{dataset}' "
+                            f"(datasets with registered models: {', '.join(trained) or 'none'})")
+    aliases: dict[tuple[str, str], list[str]] = {}
+    for name in sorted({mv.name for mv in found}):
+        for alias, version in c.get_registered_model(name).aliases.items():
+            aliases.setdefault((name, str(version)), []).append(alias)
+    rows, skipped = [], []
+    for mv in sorted(found, key=lambda mv: (mv.name, int(mv.version))):
+        row = {"model_uri": f"models:/{mv.name}/{_v(mv)}", "name": mv.name, "family": mv.tags.get("i2i.model", "?"),
+               "version": _v(mv), "aliases": sorted(aliases.get((mv.name, _v(mv)), []))}
+        if champions_only and champion_alias not in row["aliases"]:
+            continue
+        if not mv.tags.get("eval.fingerprint"):
+            skipped.append({**row, "reason": "not evaluated (no eval fingerprint)"})
+        elif f"eval.{metric}" not in mv.tags:
+            skipped.append({**row, "reason": f"no eval.{metric} (its evaluation does not measure it)"})
+        else:
+            rows.append((row, mv.tags, float(mv.tags[f"eval.{metric}"])))
+    if not rows:
+        why = "; ".join(f"{s['model_uri']}: {s['reason']}" for s in skipped) or "no champions"
+        raise RegistryError(f"no {'champion' if champions_only else 'version'} of a model trained on '{dataset}' "
+                            f"has eval.{metric} ({why})")
+    basis = fingerprint or _widest_fingerprint(rows, champion_alias)
+    basis_spec = next((_spec(t) for _, t, _ in rows if t["eval.fingerprint"] == basis), None)
+    if basis_spec is None:
+        known = ", ".join(sorted({t["eval.fingerprint"] for _, t, _ in rows}))
+        raise RegistryError(f"no version of a model trained on '{dataset}' with eval.{metric} was measured under "
+                            f"eval fingerprint {basis} (these were: {known})")
+    compared = []
+    for row, tags, value in rows:
+        if tags["eval.fingerprint"] == basis:
+            compared.append({**row, "value": value})
+        else:
+            differs = _differs(basis_spec, _spec(tags))
+            skipped.append({**row, "reason": f"other eval fingerprint {tags['eval.fingerprint']}, not {basis}"
+                                             + (f" (differs in {differs})" if differs else "")})
+    compared.sort(key=lambda r: (r["value"] if lower else -r["value"], r["name"], int(r["version"])))
+    skipped.sort(key=lambda r: (r["name"], int(r["version"])))
+    return BestAcrossResult(dataset, metric, lower, basis, compared[0]["model_uri"], compared[0]["value"],
+                            sorted({r["family"] for r in compared}), compared, skipped)
+
+
+def _widest_fingerprint(rows: list[tuple[dict, dict, float]], champion_alias: str) -> str:
+    """The fingerprint under which the comparison covers the most families, then champions, then versions (ties:
+    the smallest fingerprint, so the answer does not depend on listing order)."""
+    groups: dict[str, list[dict]] = {}
+    for row, tags, _ in rows:
+        groups.setdefault(tags["eval.fingerprint"], []).append(row)
+    return min(groups, key=lambda fp: (-len({r["name"] for r in groups[fp]}),
+                                       -sum(champion_alias in r["aliases"] for r in groups[fp]), -len(groups[fp]), fp))
+
+
+def _spec(tags: dict[str, str]) -> dict:
+    try:
+        spec = json.loads(tags.get("eval.fingerprint_json", "{}"))
+    except ValueError:
+        return {}
+    return spec if isinstance(spec, dict) else {}
+
+
+def _differs(a: dict, b: dict) -> str:
+    """The fingerprint fields whose values differ, ``key a→b``; empty when either spec is unreadable."""
+    if not a or not b:
+        return ""
+    return ", ".join(f"{k} {a.get(k)}→{b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
 
 
 @_fails_closed

@@ -43,7 +43,7 @@ def test_the_job_edge_redacts_an_unexpected_error_and_everything_printed(capfd):
 
     assert _run.run(step) == 1  # a bug still exits 1 with its traceback …
     out, err = capfd.readouterr()
-    assert "RuntimeError: boom at s3://***@b/x" in err and "reading s3://***@b/x" in out
+    assert "RuntimeError: boom at s3://***@b/x" in err and "reading s3://***@b/x" in err  # stdout: the summary
     assert SECRET not in out + err  # … without the credentials
 
 

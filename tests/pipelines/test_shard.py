@@ -201,7 +201,7 @@ def test_job_cli_summary_and_config_errors(ray_cluster, demo_root, tmp_path):
                           "--set", "shard.layout=auto"],
                         cwd=REPO, env=env, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr[-2000:]
-    summary = json.loads(ok.stdout[ok.stdout.index("{"):])
+    summary = json.loads(ok.stdout)  # stdout is the JSON summary alone
     assert summary["status"] == "succeeded" and summary["samples"]["train"] > 0 and summary["shards"] >= 2
     assert {"bytes", "seconds", "skipped", "domains"} <= set(summary)
 
