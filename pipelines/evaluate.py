@@ -86,6 +86,10 @@ class EvaluateConfig(StrictModel):
     lpips_backbone: Literal["alex", "tiny"] = "alex"
     lpips_weights: str | None = None  # path to alexnet-owt-7be5be79.pth; None: the $TORCH_HOME cache
     domain_classifier: str | None = None  # TorchScript: images in [-1, 1] → class logits; None: no CIS / IS
+    # where it runs (never changes a number, so not in the fingerprint): Ray tasks over the split's batches
+    workers: int = Field(default=1, ge=1)
+    cpus_per_worker: float = Field(default=1.0, gt=0)
+    gpu: bool | None = None  # one GPU per worker; None: when the cluster has GPUs
 
     @field_validator("ground_truth")
     @classmethod
@@ -106,7 +110,7 @@ class EvalResult:
     fingerprint_spec: dict = field(default_factory=dict)
 
 
-FINGERPRINT_VERSION = 1
+FINGERPRINT_VERSION = 2  # 2: KID subsets drawn from a seeded, order-free sample; noise seeded per batch
 
 
 def fingerprint_spec(cfg: EvaluateConfig, dataset_id: str, split: str, model: I2IModel) -> dict:
@@ -171,22 +175,30 @@ def pick_split(dataset: str, split: str | None) -> str:
 
 
 class _Tools:
-    """What one evaluation measures with, built once: FID/KID factories, LPIPS, the domain classifier."""
+    """What one evaluation worker measures with, built once per worker: ONE feature net shared by every FID/KID
+    distribution, LPIPS, the domain classifier; the worker's share of the batches."""
 
-    def __init__(self, model: I2IModel, cfg: EvaluateConfig):
-        self.cfg, self.size = cfg, model.config.image_size
-        self.lpips = metrics.lpips_net(cfg.lpips_backbone, cfg.lpips_weights) if model.multimodal else None
+    def __init__(self, model: I2IModel, cfg: EvaluateConfig, part: int = 0, parts: int = 1,
+                 device: torch.device = torch.device("cpu")):
+        self.cfg, self.size, self.part, self.parts, self.device = cfg, model.config.image_size, part, parts, device
+        self.features = metrics.feature_net(cfg.feature_net, cfg.inception_weights).to(device) if cfg.fid else None
+        self.lpips = metrics.lpips_net(cfg.lpips_backbone, cfg.lpips_weights).to(device) if model.multimodal else None
         self.classifier = metrics.domain_classifier(cfg.domain_classifier) if cfg.domain_classifier else None
-        if model.multimodal and model.data_mode == "unpaired" and self.classifier is None:
-            log.info("evaluate.domain_classifier is not set: conditional IS / IS are not computed")
 
     def dist(self) -> metrics.Distribution | None:
         c = self.cfg
-        return metrics.Distribution(c.feature_net, c.inception_weights, c.kid_subset_size) if c.fid else None
+        return (metrics.Distribution(kid_subset_size=c.kid_subset_size, seed=c.seed, net=self.features,
+                                     device=self.device) if c.fid else None)
 
-    def batches(self, data: ShardDataset):
-        for raw in data.dataset.iter_torch_batches(batch_size=self.cfg.batch_size):
-            yield to_model_batch(raw, crop_size=self.size, center=True)
+    def batches(self, data: ShardDataset, stream: int, *, every: bool = False):
+        """This worker's batches of ``data``: batch i of the split's (fixed-order) stream goes to worker
+        i mod parts, and the global RNG is reseeded from (seed, stream, i) before it is handed out, so a batch is
+        the same batch, translated with the same noise, whatever the number of workers (``every``: all batches)."""
+        for i, raw in enumerate(data.dataset.iter_torch_batches(batch_size=self.cfg.batch_size)):
+            if every or i % self.parts == self.part:
+                torch.manual_seed(self.cfg.seed * 1_000_003 + stream * 100_003 + i)
+                batch = to_model_batch(raw, crop_size=self.size, center=True)
+                yield {k: v.to(self.device) for k, v in batch.items()}
 
 
 def _outputs(model: I2IModel, x: torch.Tensor, cfg: EvaluateConfig, **condition) -> torch.Tensor:
@@ -196,78 +208,67 @@ def _outputs(model: I2IModel, x: torch.Tensor, cfg: EvaluateConfig, **condition)
     return torch.stack([model.translate(x, seed=cfg.seed * 1000 + k, **condition) for k in range(cfg.num_styles)])
 
 
-def _distribution(dist: metrics.Distribution | None, suffix: str = "") -> dict[str, float]:
-    if dist is None or dist.n_fake < 2 or dist.n_real < 2:
-        return {}
-    return {f"{k}{suffix}": v for k, v in dist.compute().items()}
+def _state(dist: metrics.Distribution | None) -> dict | None:
+    return dist.state() if dist is not None else None
 
 
-def _eval_paired(model: I2IModel, dataset: str, split: str, tools: _Tools):
-    data = read_split(dataset, split)
-    dist, sums = tools.dist(), torch.zeros(4)
-    for batch in tools.batches(data):
+# --- per worker: this worker's share of the batches → statistics (sums, feature statistics, class probabilities) --
+def _part_paired(model: I2IModel, data: list[ShardDataset], tools: _Tools) -> dict:
+    dist, sums = tools.dist(), torch.zeros(4, dtype=torch.float64)
+    for batch in tools.batches(data[0], 0):
         fake = model.translate(batch["input"])
-        sums += metrics.paired_sums(fake, batch["target"])
+        sums += metrics.paired_sums(fake, batch["target"]).double().cpu()
         if dist:
             dist.update(batch["target"], real=True)
             dist.update(fake, real=False)
-    return {**metrics.paired_means(sums), **_distribution(dist)}, int(sums[3]), [data]
+    return {"n": int(sums[3]), "paired": sums, "dist": {"": _state(dist)}}
 
 
-def _eval_unpaired(model: I2IModel, dataset: str, split: str, tools: _Tools):
+def _part_unpaired(model: I2IModel, data: list[ShardDataset], tools: _Tools) -> dict:
     cfg = tools.cfg
-    name_a, name_b = read_manifest(dataset).domains[:2]
-    data_a, data_b = read_split(dataset, split, domain=name_a), read_split(dataset, split, domain=name_b)
     dist_ab, dist_ba, truth = tools.dist(), tools.dist(), GROUND_TRUTH.get(cfg.ground_truth or "")
-    paired, diversity, probs, n = torch.zeros(4), torch.zeros(2), [], 0
-    for batch in tools.batches(data_a):
+    paired, diversity, probs, n = torch.zeros(4, dtype=torch.float64), torch.zeros(2, dtype=torch.float64), [], 0
+    for batch in tools.batches(data[0], 0):
         real_a = batch["image"]
+        n += real_a.shape[0]
         fakes_b = _outputs(model, real_a, cfg, direction="a2b")  # (K, N, C, H, W); style 0 for FID
         if truth:
-            paired += metrics.paired_sums(fakes_b[0], truth(real_a))
+            paired += metrics.paired_sums(fakes_b[0], truth(real_a)).double().cpu()
         if tools.lpips:
-            diversity += metrics.diversity_sums(tools.lpips, fakes_b)
+            diversity += metrics.diversity_sums(tools.lpips, fakes_b).double()
         if tools.classifier:
             logits = tools.classifier(fakes_b.flatten(0, 1).cpu()).float()
             probs.append(logits.softmax(-1).view(fakes_b.shape[0], real_a.shape[0], -1).transpose(0, 1))
         if dist_ab:
             dist_ab.update(fakes_b[0], real=False)
             dist_ba.update(real_a, real=True)
-        n += real_a.shape[0]
-    for batch in tools.batches(data_b):
+    for batch in tools.batches(data[1], 1):
         real_b = batch["image"]
         if dist_ab:
             dist_ab.update(real_b, real=True)
             dist_ba.update(_outputs(model, real_b, cfg, direction="b2a")[0], real=False)
-    result = {**_distribution(dist_ab), **_distribution(dist_ba, "_ba")}
-    if truth:
-        result.update(metrics.paired_means(paired))
-    if tools.lpips:
-        result["lpips_diversity"] = float(diversity[0] / diversity[1].clamp_min(1))
-    if probs:
-        result.update(metrics.inception_scores(torch.cat(probs)))
-    return result, n, [data_a, data_b]
+    return {"n": n, "paired": paired, "diversity": diversity, "probs": probs,
+            "dist": {"": _state(dist_ab), "_ba": _state(dist_ba)}}
 
 
-def _reference_pool(dataset: str, split: str, domain: str, tools: _Tools) -> torch.Tensor:
-    """Up to ``batch_size`` real eval images of ``domain`` (the references of reference-guided translation)."""
-    data = read_split(dataset, split, domain=domain)
-    pool = next(tools.batches(data), None)
+def _reference_pool(data: ShardDataset, tools: _Tools) -> torch.Tensor:
+    """Up to ``batch_size`` real eval images of one domain: its first batch (the references of reference-guided
+    translation; every worker reads the same one)."""
+    pool = next(tools.batches(data, 0, every=True), None)
     if pool is None or pool["image"].shape[0] < 2:
-        raise ValueError(f"split '{split}' of {dataset} needs at least 2 images of domain '{domain}' for FID")
+        raise ValueError(f"split '{data.split}' needs at least 2 images of domain '{data.domain}' for FID")
     return pool["image"]
 
 
-def _eval_labeled(model: I2IModel, dataset: str, split: str, tools: _Tools):
-    cfg, names = tools.cfg, read_manifest(dataset).domains
-    if getattr(model.config, "num_domains", len(names)) != len(names):
-        raise ValueError(f"the model has {model.config.num_domains} domains, the dataset {len(names)}: {names}")
-    refs = [_reference_pool(dataset, split, d, tools) for d in names] if cfg.fid else []
-    latent, reference = [tools.dist() for _ in names], [tools.dist() for _ in names]
-    data, diversity, n = read_split(dataset, split), torch.zeros(2), 0
-    for batch in tools.batches(data):
+def _part_labeled(model: I2IModel, data: list[ShardDataset], tools: _Tools) -> dict:
+    cfg, domains = tools.cfg, len(data) - 1
+    refs = [_reference_pool(d, tools) for d in data[1:]] if cfg.fid else []
+    latent, reference = [tools.dist() for _ in range(domains)], [tools.dist() for _ in range(domains)]
+    diversity, n = torch.zeros(2, dtype=torch.float64), 0
+    for batch in tools.batches(data[0], 0):
         x, y = batch["image"], batch["domain"]
-        for t in range(len(names)):
+        n += x.shape[0]
+        for t in range(domains):
             src = x[y != t]
             if cfg.fid:
                 latent[t].update(x[y == t], real=True)
@@ -275,43 +276,118 @@ def _eval_labeled(model: I2IModel, dataset: str, split: str, tools: _Tools):
             if src.shape[0] == 0:
                 continue
             fakes = _outputs(model, src, cfg, domain=t)
-            diversity += metrics.diversity_sums(tools.lpips, fakes) if tools.lpips else 0
+            if tools.lpips:
+                diversity += metrics.diversity_sums(tools.lpips, fakes).double()
             if cfg.fid:
                 latent[t].update(fakes[0], real=False)
-                pool = refs[t][torch.arange(src.shape[0]) % refs[t].shape[0]]
+                pool = refs[t][torch.arange(src.shape[0], device=src.device) % refs[t].shape[0]]
                 reference[t].update(model.translate(src, domain=t, reference=pool), real=False)
-        n += x.shape[0]
-    result: dict[str, float] = {}
-    per_target = [_distribution(d) for d in latent]
-    per_target_ref = [_distribution(d) for d in reference]
-    for key in ("fid", "kid"):
-        if all(key in m for m in per_target):
-            result[key] = float(np.mean([m[key] for m in per_target]))
-            result[f"{key}_ref"] = float(np.mean([m[key] for m in per_target_ref]))
-    result.update({f"fid_{d}": m["fid"] for d, m in zip(names, per_target) if "fid" in m})
-    if tools.lpips and diversity[1] > 0:
-        result["lpips_diversity"] = float(diversity[0] / diversity[1])
-    return result, n, [data]
+    return {"n": n, "diversity": diversity,
+            "dist": {**{f"latent{t}": _state(d) for t, d in enumerate(latent)},
+                     **{f"reference{t}": _state(d) for t, d in enumerate(reference)}}}
 
 
-EVALUATORS = {"paired": _eval_paired, "unpaired": _eval_unpaired, "labeled": _eval_labeled}
+PARTS = {"paired": _part_paired, "unpaired": _part_unpaired, "labeled": _part_labeled}
+
+
+@torch.no_grad()
+def _eval_part(model: I2IModel, mode: str, data: list[ShardDataset], cfg: EvaluateConfig, part: int, parts: int,
+               cpus: float) -> dict:
+    """One evaluation worker (a Ray task): its share of the batches, back as statistics only."""
+    torch.set_num_threads(max(1, round(cpus)))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = model.to(device).eval()
+    return PARTS[mode](model, data, _Tools(model, cfg, part, parts, device))
+
+
+# --- on the driver: the workers' statistics → metrics -------------------------------------------------------------
+def _merge(parts: list[dict]) -> dict:
+    """Sums added, class probabilities concatenated, feature statistics merged (``metrics.Distribution``)."""
+    out: dict = {}
+    for p in parts:
+        for k, v in p.items():
+            if k == "dist":
+                for name, state in v.items():
+                    out.setdefault("dist", {}).setdefault(name, []).append(state)
+            elif k == "probs":
+                out.setdefault(k, []).extend(v)
+            else:
+                out[k] = out[k] + v if k in out else v
+    return out
+
+
+def _distribution(states: list[dict | None], cfg: EvaluateConfig, suffix: str = "") -> dict[str, float]:
+    if states[0] is None:
+        return {}
+    dist = metrics.Distribution.from_states(states, kid_subset_size=cfg.kid_subset_size, seed=cfg.seed)
+    if dist.n_fake < 2 or dist.n_real < 2:
+        return {}
+    return {f"{k}{suffix}": v for k, v in dist.compute().items()}
+
+
+def _finish(model: I2IModel, acc: dict, cfg: EvaluateConfig, domains: list[str]) -> dict[str, float]:
+    mode, result = model.data_mode, {}
+    if mode in ("paired", "unpaired"):
+        result.update({**_distribution(acc["dist"][""], cfg)})
+    if mode == "unpaired":
+        result.update(_distribution(acc["dist"]["_ba"], cfg, "_ba"))
+    if mode == "paired" or (mode == "unpaired" and cfg.ground_truth):
+        result.update(metrics.paired_means(acc["paired"]))
+    if mode == "labeled":
+        per_target = [_distribution(acc["dist"][f"latent{t}"], cfg) for t in range(len(domains))]
+        per_target_ref = [_distribution(acc["dist"][f"reference{t}"], cfg) for t in range(len(domains))]
+        for key in ("fid", "kid"):
+            if all(key in m for m in per_target):
+                result[key] = float(np.mean([m[key] for m in per_target]))
+                result[f"{key}_ref"] = float(np.mean([m[key] for m in per_target_ref]))
+        result.update({f"fid_{d}": m["fid"] for d, m in zip(domains, per_target) if "fid" in m})
+    if model.multimodal and acc["diversity"][1] > 0:
+        result["lpips_diversity"] = float(acc["diversity"][0] / acc["diversity"][1])
+    if acc.get("probs"):
+        result.update(metrics.inception_scores(torch.cat(acc["probs"])))
+    return result
+
+
+def _read(model: I2IModel, dataset: str, split: str, cfg: EvaluateConfig) -> tuple[list[ShardDataset], list[str]]:
+    """The (lazy) datasets a data mode's evaluation reads, and the dataset's domains."""
+    names = read_manifest(dataset).domains
+    if model.data_mode == "paired":
+        return [read_split(dataset, split)], names
+    if model.data_mode == "unpaired":
+        return [read_split(dataset, split, domain=d) for d in names[:2]], names
+    if getattr(model.config, "num_domains", len(names)) != len(names):
+        raise ValueError(f"the model has {model.config.num_domains} domains, the dataset {len(names)}: {names}")
+    refs = [read_split(dataset, split, domain=d) for d in names] if cfg.fid else []
+    return [read_split(dataset, split), *refs], names
 
 
 @torch.no_grad()
 def evaluate_model(model: I2IModel, dataset: str, cfg: EvaluateConfig) -> EvalResult:
-    """Metrics of ``model`` on one split, by the model's data mode (see the module docstring)."""
-    if model.data_mode not in EVALUATORS:
-        raise ValueError(f"no evaluation for data mode '{model.data_mode}'; supported: {', '.join(EVALUATORS)}")
+    """Metrics of ``model`` on one split, by the model's data mode (see the module docstring), measured by
+    ``cfg.workers`` Ray tasks (each with ``cpus_per_worker`` CPUs and a GPU when ``gpu`` says so) over the split's
+    batches; this process only merges their statistics."""
+    import ray
+
+    if model.data_mode not in PARTS:
+        raise ValueError(f"no evaluation for data mode '{model.data_mode}'; supported: {', '.join(PARTS)}")
     split = pick_split(dataset, cfg.split)
-    torch.manual_seed(cfg.seed)
-    result, n, read = EVALUATORS[model.data_mode](model, dataset, split, _Tools(model, cfg))
+    data, domains = _read(model, dataset, split, cfg)
+    gpu = cfg.gpu if cfg.gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
+    if model.multimodal and model.data_mode == "unpaired" and not cfg.domain_classifier:
+        log.info("evaluate.domain_classifier is not set: conditional IS / IS are not computed")
+    task = ray.remote(_eval_part).options(num_cpus=cfg.cpus_per_worker, num_gpus=1 if gpu else 0)
+    model_ref = ray.put(model)
+    acc = _merge(ray.get([task.remote(model_ref, model.data_mode, data, cfg, i, cfg.workers, cfg.cpus_per_worker)
+                          for i in range(cfg.workers)]))
+    n = int(acc["n"])
     if n == 0:
         raise ValueError(f"split '{split}' of {dataset} yielded no samples")
-    if skipped := [s for data in read for s in data.skipped()]:
+    if skipped := [s for d in data for s in d.skipped()]:
         log.warning("%d samples skipped while evaluating (undecodable), e.g. %s", len(skipped), skipped[0])
-    spec = fingerprint_spec(cfg, read[0].manifest.id, split, model)
-    return EvalResult(metrics=result, dataset=storage.absolute(dataset), dataset_id=read[0].manifest.id, split=split,
-                      samples=n, fingerprint=fingerprint_of(spec), fingerprint_spec=spec)
+    spec = fingerprint_spec(cfg, data[0].manifest.id, split, model)
+    return EvalResult(metrics=_finish(model, acc, cfg, domains), dataset=storage.absolute(dataset),
+                      dataset_id=data[0].manifest.id, split=split, samples=n, fingerprint=fingerprint_of(spec),
+                      fingerprint_spec=spec)
 
 
 def run_evaluate(*, model_uri: str, dataset: str, cfg: EvaluateConfig, mlflow: tracking.MlflowConfig,

@@ -12,10 +12,13 @@ FID/KID use a pluggable feature network:
 * ``tiny``: a small seeded random conv net — the same for every run, for tests and offline smoke runs. Its numbers
   compare runs with each other, not with published FIDs.
 
-LPIPS (Zhang et al., CVPR 2018, v0.1 "alex") is written out here without torchvision: AlexNet ``features`` as a
-Sequential with torchvision's layer indices, the backbone weights read from ``alexnet-owt-7be5be79.pth`` (a
-configured path or the ``$TORCH_HOME`` cache, never downloaded) and the linear layers from the torchmetrics wheel
-(byte-identical to the ``lpips`` package's). ``tiny`` swaps in a seeded random backbone for tests and offline runs.
+FID and KID are computed from per-part feature statistics (``FeatureStats``: Σf, Σffᵀ and a bounded, seeded KID
+sample), so ranks and Ray workers combine statistics, never images; one feature net serves both.
+
+LPIPS (Zhang et al., CVPR 2018, v0.1 "alex") is torchmetrics' implementation over torchvision's AlexNet, built
+without weights and loaded from ``alexnet-owt-7be5be79.pth`` (a configured path or the ``$TORCH_HOME`` cache, never
+downloaded); its linear layers come from the torchmetrics wheel (byte-identical to the ``lpips`` package's).
+``tiny`` swaps in a seeded random backbone for tests and offline runs.
 
 Conditional IS / IS follow MUNIT's ``test_batch.py``: p(y|x) = softmax of a *domain classifier* (any TorchScript
 module mapping images in [-1, 1] to logits); CIS = exp(mean over outputs of KL(p(y|x_out) ‖ p_i(y))) with p_i the
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from functools import lru_cache
 from importlib.util import find_spec
 
@@ -102,8 +106,10 @@ def feature_net(kind: str, weights_path: str | None = None) -> nn.Module:
     if kind == "inception":
         from torchmetrics.image.fid import NoTrainInceptionV3
 
-        return NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
-                                  feature_extractor_weights_path=inception_weights(weights_path), antialias=False)
+        net = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
+                                 feature_extractor_weights_path=inception_weights(weights_path), antialias=False)
+        net.num_features = 2048
+        return net
     raise ValueError(f"unknown feature net '{kind}'; choose inception or tiny")
 
 
@@ -152,99 +158,201 @@ def lpips_identity(backbone: str = "alex", weights_path: str | None = None) -> s
     raise ValueError(f"unknown LPIPS backbone '{backbone}'; choose alex or tiny")
 
 
+KID_POOL = 10_000  # features kept per side for KID (a seeded uniform sample once a side has more images)
+KID_SUBSETS = 100  # torchmetrics' default number of KID subsets
+
+
+def image_priorities(u8: torch.Tensor, seed: int) -> torch.Tensor:
+    """(N,) int64: a seeded hash of each uint8 image's pixels — the order KID's bounded sample keeps and draws
+    from. It depends on the image only, so the sample does not depend on batch order or on how images are split
+    over ranks and workers."""
+    key = seed.to_bytes(8, "little", signed=True)
+    arr = u8.detach().cpu().contiguous().numpy()
+    return torch.tensor([int.from_bytes(hashlib.blake2b(a.tobytes(), digest_size=8, key=key).digest(), "little",
+                                        signed=True) for a in arr], dtype=torch.int64)
+
+
+class FeatureStats:
+    """Statistics of one side (real or generated) in feature space: n, Σf and Σffᵀ (float64, on the features'
+    device: all-reduced across ranks by summing) for FID, and for KID a bounded sample — the ``cap`` features whose
+    image priority is lowest (on CPU; merged by union and truncation). Memory: O(dim² + cap·dim), whatever n."""
+
+    def __init__(self, dim: int, cap: int = KID_POOL, device: torch.device | str = "cpu"):
+        self.cap = cap
+        self.n = torch.zeros((), dtype=torch.float64, device=device)
+        self.sum = torch.zeros(dim, dtype=torch.float64, device=device)
+        self.gram = torch.zeros(dim, dim, dtype=torch.float64, device=device)
+        self.keys, self.pool = torch.zeros(0, dtype=torch.int64), torch.zeros(0, dim)
+
+    def add(self, features: torch.Tensor, keys: torch.Tensor) -> None:
+        f64 = features.double()
+        self.n += f64.shape[0]
+        self.sum += f64.sum(dim=0)
+        self.gram += f64.t().mm(f64)  # as torchmetrics' FrechetInceptionDistance.update
+        self._keep(torch.cat([self.keys, keys]), torch.cat([self.pool, features.detach().float().cpu()]))
+
+    def _keep(self, keys: torch.Tensor, pool: torch.Tensor) -> None:
+        order = torch.argsort(keys, stable=True)[: self.cap]
+        self.keys, self.pool = keys[order], pool[order]
+
+    def pool_state(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.keys, self.pool
+
+    def merge(self, other: dict) -> None:
+        """Add another part's statistics (``state()`` of a part of the same images' split)."""
+        self.n += other["n"].to(self.n.device)
+        self.sum += other["sum"].to(self.sum.device)
+        self.gram += other["gram"].to(self.gram.device)
+        self.merge_pools([(other["keys"], other["pool"])])
+
+    def merge_pools(self, pools: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self._keep(torch.cat([self.keys, *(k for k, _ in pools)]), torch.cat([self.pool, *(p for _, p in pools)]))
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {"n": self.n.cpu(), "sum": self.sum.cpu(), "gram": self.gram.cpu(), "keys": self.keys,
+                "pool": self.pool, "cap": self.cap}
+
+    def mean_cov(self) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = (self.sum / self.n).unsqueeze(0)
+        cov = (self.gram - self.n * mean.t().mm(mean)) / (self.n - 1)
+        return mean.squeeze(0).cpu(), cov.cpu()
+
+
 class Distribution:
-    """FID + KID accumulated over batches of real and generated images in [-1, 1]."""
+    """FID + KID of generated vs real images in [-1, 1], from per-part statistics (:class:`FeatureStats`): ranks
+    and workers each ``update`` with their own images, then ``combine`` (inside a torch.distributed group) or
+    ``merge`` (states handed back by Ray tasks) — only statistics travel, never images. ONE feature network serves
+    FID and KID (built here from ``kind``, or handed in as ``net`` to share it between several distributions).
 
-    def __init__(self, kind: str = "inception", weights_path: str | None = None, kid_subset_size: int = 1000):
-        from torchmetrics.image.fid import FrechetInceptionDistance
-        from torchmetrics.image.kid import KernelInceptionDistance
+    FID equals torchmetrics' ``FrechetInceptionDistance`` on the same images (its sums, its ``_compute_fid``). KID
+    is torchmetrics' estimator (``poly_mmd``, mean over ``KID_SUBSETS`` subsets of ``kid_subset_size``) over each
+    side's bounded sample, drawn in priority order from a generator seeded with ``seed``: the same number however
+    the images were ordered or split. With at most ``kid_subset_size`` images on a side every subset is the whole
+    side, so KID is then exact and deterministic."""
 
-        # the caller passes every image it measures (train_loop gathers the ranks' itself): no second gather by
-        # torchmetrics, which inside a DDP worker would count each rank's images once per rank (FID/KID of duplicated
-        # samples, and a KID that differs from rank to rank)
-        self.fid = FrechetInceptionDistance(feature=feature_net(kind, weights_path), sync_on_compute=False)
-        self.kid = KernelInceptionDistance(feature=feature_net(kind, weights_path), subset_size=kid_subset_size,
-                                           sync_on_compute=False)
-        self.n_real = self.n_fake = 0
+    def __init__(self, kind: str = "inception", weights_path: str | None = None, kid_subset_size: int = 1000, *,
+                 seed: int = 0, net: nn.Module | None = None, device: torch.device | str = "cpu",
+                 kid_pool: int = KID_POOL):
+        self.net = (net if net is not None else feature_net(kind, weights_path)).to(device).eval()
+        self.device, self.seed, self.kid_subset_size = torch.device(device), seed, kid_subset_size
+        dim = feature_dim(self.net)
+        self.real, self.fake = (FeatureStats(dim, max(kid_pool, kid_subset_size), device) for _ in range(2))
 
+    @classmethod
+    def from_states(cls, states: list[dict], *, kid_subset_size: int = 1000, seed: int = 0) -> "Distribution":
+        """The statistics of several parts (``state()`` of each) combined, without a feature net (nothing left to
+        measure: compute only)."""
+        d = cls.__new__(cls)
+        d.net, d.device, d.seed, d.kid_subset_size = None, torch.device("cpu"), seed, kid_subset_size
+        dim, cap = states[0]["real"]["sum"].shape[0], states[0]["real"]["cap"]
+        d.real, d.fake = FeatureStats(dim, cap), FeatureStats(dim, cap)
+        for state in states:
+            d.merge(state)
+        return d
+
+    @property
+    def n_real(self) -> int:
+        return int(self.real.n)
+
+    @property
+    def n_fake(self) -> int:
+        return int(self.fake.n)
+
+    @torch.no_grad()
     def update(self, images: torch.Tensor, real: bool) -> None:
-        u8 = (to_unit(images) * 255).round().to(torch.uint8).cpu()
-        self.fid.update(u8, real=real)
-        self.kid.update(u8, real=real)
-        if real:
-            self.n_real += u8.shape[0]
-        else:
-            self.n_fake += u8.shape[0]
+        if images.shape[0] == 0:
+            return
+        u8 = (to_unit(images) * 255).round().to(torch.uint8)
+        features = self.net(u8.to(self.device))
+        (self.real if real else self.fake).add(features.reshape(u8.shape[0], -1), image_priorities(u8, self.seed))
+
+    def state(self) -> dict:
+        return {"real": self.real.state(), "fake": self.fake.state()}
+
+    def merge(self, state: dict) -> None:
+        self.real.merge(state["real"])
+        self.fake.merge(state["fake"])
+
+    def combine(self, all_reduce: Callable[[torch.Tensor], torch.Tensor], all_gather: Callable[[object], list]
+                ) -> None:
+        """Every rank's statistics on every rank: sums all-reduced in place, KID samples gathered (≤ cap each)."""
+        for side in (self.real, self.fake):
+            for t in (side.n, side.sum, side.gram):
+                all_reduce(t)
+        parts = all_gather((self.real.pool_state(), self.fake.pool_state()))
+        for i, side in enumerate((self.real, self.fake)):
+            side.keys, side.pool = torch.zeros(0, dtype=torch.int64), side.pool[:0]
+            side.merge_pools([p[i] for p in parts])
 
     def compute(self) -> dict[str, float]:
-        self.kid.subset_size = min(self.kid.subset_size, self.n_fake, self.n_real)
-        kid_mean, _ = self.kid.compute()
-        return {"fid": float(self.fid.compute()), "kid": float(kid_mean)}
+        from torchmetrics.image.fid import _compute_fid
+        from torchmetrics.image.kid import poly_mmd
+
+        (mu_r, cov_r), (mu_f, cov_f) = self.real.mean_cov(), self.fake.mean_cov()
+        fid = _compute_fid(mu_r, cov_r, mu_f, cov_f)
+        real, fake = self.real.pool, self.fake.pool
+        size = min(self.kid_subset_size, real.shape[0], fake.shape[0])
+        g = torch.Generator().manual_seed(self.seed)
+        scores = [poly_mmd(real[torch.randperm(real.shape[0], generator=g)[:size]],
+                           fake[torch.randperm(fake.shape[0], generator=g)[:size]]) for _ in range(KID_SUBSETS)]
+        return {"fid": float(fid), "kid": float(torch.stack(scores).mean())}
+
+
+def feature_dim(net: nn.Module) -> int:
+    """Width of a feature net's output (``feature_net`` sets ``num_features`` on every net it builds)."""
+    return int(net.num_features)
 
 
 # --- LPIPS -----------------------------------------------------------------------------------------------------
-def alexnet_features() -> nn.Sequential:
-    """torchvision's ``alexnet().features`` (same indices, so its state dict loads): convs at 0, 3, 6, 8, 10."""
-    return nn.Sequential(
-        nn.Conv2d(3, 64, 11, 4, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-        nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-        nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-    )
+ALEX_LAYERS = 12  # LPIPS taps relu1 … relu5 of torchvision's ``alexnet().features[:12]``
 
 
 class LPIPS(nn.Module):
-    """LPIPS v0.1 (alex): Σ_l mean_hw w_l · (φ̂_l(x) − φ̂_l(y))², φ̂_l = AlexNet ReLU tap l, unit-normalised over
-    channels. Images (N, 3, H, W) in [-1, 1], H, W ≥ 32 (AlexNet's pooling needs it); returns (N,)."""
+    """LPIPS v0.1 (alex) as torchmetrics implements it (``_NoTrainLpips``: Σ_l mean_hw w_l · (φ̂_l(x) − φ̂_l(y))²,
+    φ̂_l = AlexNet ReLU tap l unit-normalised over channels), returning one distance per pair. Images
+    (N, 3, H, W) in [-1, 1], H, W ≥ 32 (AlexNet's pooling needs it); returns (N,)."""
 
-    TAPS = (1, 4, 7, 9, 11)  # after the ReLUs: relu1 … relu5
-
-    def __init__(self, features: nn.Sequential, lin_weights: dict[str, torch.Tensor]):
+    def __init__(self, net: nn.Module):
         super().__init__()
-        self.features = features[: self.TAPS[-1] + 1]
-        self.lins = nn.ParameterList([nn.Parameter(lin_weights[f"lin{i}.model.1.weight"], requires_grad=False)
-                                      for i in range(len(self.TAPS))])
-        self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1))
-        self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1))
-        self.requires_grad_(False).eval()
+        self.net = net.eval().requires_grad_(False)
 
-    def _taps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        out, h = [], (x - self.shift) / self.scale
-        for i, layer in enumerate(self.features):
-            h = layer(h)
-            if i in self.TAPS:
-                out.append(h / (h.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-10))
-        return out
+    @property
+    def features(self) -> nn.Sequential:
+        """The AlexNet layers (torchvision's ``features`` indices, shared with ``net``)."""
+        layers = {int(i): m for s in self.net.net.children() for i, m in s.named_children()}
+        return nn.Sequential(*(layers[i] for i in range(len(layers))))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if min(x.shape[-2:]) < 32:
             raise ValueError(f"LPIPS (AlexNet) needs images of at least 32x32, got {tuple(x.shape[-2:])}")
-        n = x.shape[0]
-        taps = self._taps(torch.cat([x.float(), y.float()]))
-        return sum(nn.functional.conv2d((t[:n] - t[n:]).pow(2), w).mean(dim=(1, 2, 3))
-                   for t, w in zip(taps, self.lins))
+        return self.net(x.float(), y.float()).reshape(x.shape[0])
 
 
 def lpips_net(backbone: str = "alex", weights_path: str | None = None) -> LPIPS:
-    """``alex``: ImageNet AlexNet from ``weights_path`` / the cache; ``tiny``: the same layers, seeded random."""
-    features = alexnet_features()
-    if backbone == "alex":
-        path = cached_weights(ALEXNET_FILE, ALEXNET_URL, weights_path, needed_by="LPIPS",
-                              config_key="lpips_weights", fallback="evaluate.lpips_backbone=tiny")
+    """torchmetrics' LPIPS over torchvision's AlexNet, built without weights (so nothing is downloaded), then
+    loaded: ``alex`` the ImageNet backbone from ``weights_path`` / the ``$TORCH_HOME`` cache, ``tiny`` seeded random
+    convs; the linear layers from the torchmetrics wheel (``lpips_identity`` hashes the same files)."""
+    from torchmetrics.functional.image.lpips import _NoTrainLpips
+
+    if backbone not in ("alex", "tiny"):
+        raise ValueError(f"unknown LPIPS backbone '{backbone}'; choose alex or tiny")
+    path = (cached_weights(ALEXNET_FILE, ALEXNET_URL, weights_path, needed_by="LPIPS", config_key="lpips_weights",
+                           fallback="evaluate.lpips_backbone=tiny") if backbone == "alex" else None)
+    with torch.random.fork_rng(devices=[]):  # torchvision's random init must not move the caller's RNG
+        net = LPIPS(_NoTrainLpips(net="alex", pretrained=True, pnet_rand=True, model_path=_lpips_lin_file()))
+    features = net.features
+    if path:
         state = torch.load(path, map_location="cpu", weights_only=True)
         features.load_state_dict({k.removeprefix("features."): v for k, v in state.items()
-                                  if k.startswith("features.")})
-    elif backbone == "tiny":
+                                  if k.startswith("features.") and int(k.split(".")[1]) < ALEX_LAYERS})
+    else:
         g = torch.Generator().manual_seed(TINY_LPIPS_SEED)
         for m in features:
             if isinstance(m, nn.Conv2d):
                 fan_in = m.weight[0].numel()
                 m.weight.data = torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5
                 m.bias.data.zero_()
-    else:
-        raise ValueError(f"unknown LPIPS backbone '{backbone}'; choose alex or tiny")
-    return LPIPS(features, torch.load(_lpips_lin_file(), map_location="cpu", weights_only=True))
+    return net
 
 
 def diversity_sums(net: LPIPS, outputs: torch.Tensor) -> torch.Tensor:

@@ -170,41 +170,38 @@ def _this_node() -> str:
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
 
 
-def _gather(t: torch.Tensor) -> torch.Tensor:
-    parts = _all_gather(t.cpu())
-    return torch.cat([p for p in parts if p.shape[0]] or [t.cpu()])
-
-
 def _validate(model: I2IModel, config: dict, io: LoopIO, device) -> tuple[dict, list[torch.Tensor] | None]:
-    """Validation on this rank's share of the val split, all-reduced; the first batch's sample-grid columns.
+    """Validation on this rank's share of the val split, combined across ranks; the first batch's sample-grid
+    columns.
 
     paired: L1/PSNR/SSIM against the target (+ KID with ``kid_weight``); unpaired and labeled: KID of the
     translations against real images of the target domain. ``objective`` (what tuning minimises) is
-    ``val_l1 + kid_weight · val_kid`` for paired data and ``val_kid`` otherwise."""
+    ``val_l1 + kid_weight · val_kid`` for paired data and ``val_kid`` otherwise. Each rank feeds its own images
+    into its own feature statistics (on its device); ranks then all-reduce the sums and gather the bounded KID
+    samples (``metrics.Distribution.combine``): no rank ever holds another rank's images."""
     mode = config.get("data_mode", "paired")
-    sums, fakes, reals, first = torch.zeros(4, device=device), [], [], None
+    sums, first, kid = torch.zeros(4, device=device), None, None
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config["seed"])  # the same test-time noise every epoch; training's RNG stream untouched
+        if mode != "paired" or config.get("kid_weight"):
+            kid = metrics.Distribution(config.get("feature_net", "tiny"), config.get("inception_weights"),
+                                       kid_subset_size=1000, seed=config["seed"], device=device)
         for batch in feeds.val_batches(mode, io.dataset, config):
             batch = _to_device(batch, device, config["channels_last"])
             fake, real, columns = _translate_val(model, mode, batch)
             if mode == "paired":
                 sums += metrics.paired_sums(fake, real).to(device)
-            fakes.append(fake.cpu())
-            if real is not None:
-                reals.append(real.cpu())
+            if kid is not None:
+                kid.update(fake, real=False)
+                if real is not None:
+                    kid.update(real, real=True)
             first = first or columns
     out = {}
     if mode == "paired":
         out = {f"val_{k}": v for k, v in metrics.paired_means(_all_reduce(sums).cpu()).items()}
-    if mode != "paired" or config.get("kid_weight"):
-        cat = lambda ts: torch.cat(ts) if ts else torch.zeros(0, 3, 1, 1)  # noqa: E731 - a rank may get no val rows
-        fake_all, real_all = _gather(cat(fakes)), _gather(cat(reals))
-        d = metrics.Distribution(config.get("feature_net", "tiny"), config.get("inception_weights"),
-                                 kid_subset_size=max(2, min(1000, fake_all.shape[0], real_all.shape[0])))
-        d.update(real_all, real=True)
-        d.update(fake_all, real=False)
-        out["val_kid"] = d.compute()["kid"]
+    if kid is not None:
+        kid.combine(_all_reduce, _all_gather)
+        out["val_kid"] = kid.compute()["kid"]
     out["objective"] = (out["val_l1"] + config.get("kid_weight", 0.0) * out.get("val_kid", 0.0)
                         if mode == "paired" else out["val_kid"])
     return out, first

@@ -1,6 +1,7 @@
 """Evaluation per data mode on real shards of the demo datasets (local Ray cluster, tiny untrained models)."""
 
 import math
+import os
 from dataclasses import dataclass
 
 import pytest
@@ -52,6 +53,29 @@ class WinterOracle(I2IModel):
         return GROUND_TRUTH["demo_winter"](x) if direction == "a2b" else x
 
 
+class BlackModel(WinterOracle):
+    """A 'model' whose a→b output is black (b→a: identity)."""
+
+    def translate(self, x, *, direction="a2b"):
+        return -torch.ones_like(x) if direction == "a2b" else x
+
+
+@dataclass(frozen=True)
+class PidConfig:
+    image_size: int = 32
+    pid_dir: str = ""
+
+
+class PidOracle(WinterOracle):
+    """The winter oracle, leaving a file named after the process id wherever it translates."""
+
+    Config = PidConfig
+
+    def translate(self, x, *, direction="a2b"):
+        open(os.path.join(self.config.pid_dir, str(os.getpid())), "w").close()
+        return super().translate(x, direction=direction)
+
+
 def finite(result) -> bool:
     return all(math.isfinite(v) for v in result.metrics.values())
 
@@ -70,7 +94,8 @@ def test_unpaired_with_ground_truth(winter_shards):
     r = evaluate_model(model, winter_shards, cfg)
     assert set(r.metrics) == {"fid", "kid", "fid_ba", "kid_ba", "l1", "psnr", "ssim"} and finite(r)
     assert r.metrics["l1"] > 0.05 and r.metrics["psnr"] < oracle.metrics["psnr"]  # untrained: far from winter(A)
-    assert r.metrics["fid"] > oracle.metrics["fid"]  # winter(A) looks like the real B tiles; noise does not
+    black = evaluate_model(BlackModel(OracleConfig()), winter_shards, cfg)
+    assert black.metrics["fid"] > oracle.metrics["fid"]  # winter(A) looks like the real B tiles; black does not
     no_truth = evaluate_model(model, winter_shards, EvaluateConfig(**FAST))
     assert set(no_truth.metrics) == {"fid", "kid", "fid_ba", "kid_ba"}
     assert no_truth.metrics["fid"] == r.metrics["fid"]  # deterministic
@@ -105,3 +130,16 @@ def test_config_and_metric_directions():
     assert lower_is_better("fid_cartoon") and not lower_is_better("lpips_diversity") and not lower_is_better("cis")
     with pytest.raises(KeyError, match="valid: l1"):
         lower_is_better("accuracy")
+
+
+def test_workers_measure_in_ray_tasks_and_do_not_change_the_numbers(edge_shards, winter_shards, tmp_path):
+    """Evaluation runs in Ray tasks (the driver only merges statistics): 1 or 2 workers, the same numbers (batches
+    go to workers by index, noise is seeded per batch: pix2pix keeps dropout on at test time)."""
+    pix2pix = get_model("pix2pix", **TINY["pix2pix"])
+    cfg = EvaluateConfig(**{**FAST, "batch_size": 2}, cpus_per_worker=0.5)
+    one = evaluate_model(pix2pix, edge_shards, cfg)
+    two = evaluate_model(pix2pix, edge_shards, cfg.model_copy(update={"workers": 2}))
+    assert one.samples == two.samples == 6 and one.fingerprint == two.fingerprint
+    assert two.metrics == pytest.approx(one.metrics, rel=1e-6, abs=1e-9)
+    oracle = evaluate_model(PidOracle(PidConfig(pid_dir=str(tmp_path))), winter_shards, EvaluateConfig(**FAST))
+    assert oracle.samples == 3 and os.listdir(tmp_path) and str(os.getpid()) not in os.listdir(tmp_path)

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -63,8 +65,11 @@ def test_standard_inception_loads_from_the_torch_home_cache(tmp_path, monkeypatc
 
 def _alexnet_state() -> dict[str, torch.Tensor]:
     """A random state dict in torchvision's AlexNet layout (features.* plus a classifier key that must be ignored)."""
-    torch.manual_seed(1)
-    state = {f"features.{k}": torch.randn_like(v) * 0.05 for k, v in metrics.alexnet_features().state_dict().items()}
+    from torchvision.models import alexnet
+
+    g = torch.Generator().manual_seed(1)
+    state = {f"features.{k}": torch.randn(v.shape, generator=g) * 0.05
+             for k, v in alexnet(weights=None).features.state_dict().items()}
     return {**state, "classifier.6.bias": torch.zeros(1000)}
 
 
@@ -77,7 +82,8 @@ def test_lpips_loads_alexnet_from_the_torch_home_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     net = metrics.lpips_net("alex")
     assert torch.equal(net.features[3].weight, state["features.3.weight"])
-    assert net.lins[0].shape == (1, 64, 1, 1) and float(net.lins[0].sum()) > 0  # the torchmetrics linear layers
+    lin0 = net.net.lin0.model[-1].weight
+    assert lin0.shape == (1, 64, 1, 1) and float(lin0.sum()) > 0  # the torchmetrics linear layers
     g = torch.Generator().manual_seed(0)
     x, y = (torch.rand(3, 3, 32, 32, generator=g) * 2 - 1 for _ in range(2))
     assert torch.equal(net(x, x), torch.zeros(3))
@@ -130,3 +136,116 @@ def test_domain_classifier_is_a_torchscript_file(tmp_path):
     assert torch.allclose(clf(x), net(x))
     with pytest.raises(FileNotFoundError, match="domain_classifier"):
         metrics.domain_classifier(str(tmp_path / "missing.pt"))
+
+
+def test_lpips_is_torchmetrics_over_cached_alexnet_with_the_old_numbers(tmp_path, monkeypatch):
+    """torchmetrics' LPIPS on torchvision's AlexNet, loaded from the cache only (nothing else appears there: no
+    download), gives the numbers the hand-written LPIPS gave on the same (random) weights and inputs."""
+    from torchmetrics.functional.image.lpips import _NoTrainLpips
+
+    ckpt = tmp_path / "hub" / "checkpoints"
+    ckpt.mkdir(parents=True)
+    torch.save(_alexnet_state(), ckpt / metrics.ALEXNET_FILE)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    net = metrics.lpips_net("alex")
+    assert isinstance(net.net, _NoTrainLpips) and os.listdir(ckpt) == [metrics.ALEXNET_FILE]
+    g = torch.Generator().manual_seed(0)
+    x, y = (torch.rand(3, 3, 48, 48, generator=g) * 2 - 1 for _ in range(2))
+    # the hand-written implementation's values (commit c799b65), for these weights and images
+    assert net(x, y).tolist() == pytest.approx([0.10771699, 0.10620523, 0.10475073], rel=1e-5)
+    assert metrics.lpips_net("tiny")(x, y).tolist() == pytest.approx([0.10082296, 0.10886171, 0.10173863], rel=1e-5)
+
+
+def _images(n: int, seed: int) -> torch.Tensor:
+    return torch.rand(n, 3, 16, 16, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def test_distribution_from_parts_equals_torchmetrics_on_all_images():
+    """FID/KID from statistics of parts (any split, any order) = torchmetrics' FID/KID on every image at once;
+    what a part hands over is bounded (the KID sample keeps at most its cap, whatever the number of images)."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    real, fake = _images(40, 0), (_images(40, 1) * 0.5).clamp(-1, 1)
+    u8 = lambda x: (metrics.to_unit(x) * 255).round().to(torch.uint8)  # noqa: E731
+    fid = FrechetInceptionDistance(feature=metrics.TinyFeatures(), sync_on_compute=False)
+    kid = KernelInceptionDistance(feature=metrics.TinyFeatures(), subset_size=40, sync_on_compute=False)
+    for m in (fid, kid):
+        m.update(u8(real), real=True)
+        m.update(u8(fake), real=False)
+    perm = torch.randperm(40, generator=torch.Generator().manual_seed(2))
+    parts = []
+    for i in range(3):  # uneven, shuffled parts
+        part = metrics.Distribution("tiny", kid_subset_size=40)
+        part.update(real[perm[i::3]], real=True)
+        part.update(fake[perm[i::3]], real=False)
+        parts.append(part.state())
+    merged = metrics.Distribution.from_states(parts, kid_subset_size=40).compute()
+    assert merged["fid"] == pytest.approx(float(fid.compute()), rel=1e-5)
+    assert merged["kid"] == pytest.approx(float(kid.compute()[0]), rel=1e-5)
+    # more images than the KID sample holds: still independent of order and split, and bounded
+    whole = metrics.Distribution("tiny", kid_subset_size=8, kid_pool=16)
+    whole.update(real, real=True)
+    whole.update(fake, real=False)
+    halves = []
+    for idx in (perm[:13], perm[13:]):
+        half = metrics.Distribution("tiny", kid_subset_size=8, kid_pool=16)
+        half.update(real[idx], real=True)
+        half.update(fake[idx.flip(0)], real=False)
+        halves.append(half.state())
+        assert half.state()["real"]["pool"].shape[0] <= 16
+    assert whole.real.pool.shape == (16, metrics.TINY_DIM)
+    assert metrics.Distribution.from_states(halves, kid_subset_size=8).compute() == pytest.approx(whole.compute())
+
+
+def _validate_rank(rank: int, world: int, init: str, out: str) -> None:
+    import torch.distributed as dist
+
+    from i2i_models.registry import get_model
+    from pipelines.train_loop import LoopIO, _validate
+    from tests.i2i_models.test_contract import TINY
+
+    if world > 1:
+        dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = get_model("cyclegan", **TINY["cyclegan"]).eval()
+    u8 = lambda x: (metrics.to_unit(x) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)  # noqa: E731
+    rows = {"val_a": u8(_images(24, 3))[rank::world], "val_b": u8(_images(24, 4))[rank::world]}
+
+    class Rows:  # this rank's share of a val split, as Ray Data's iter_torch_batches hands it out
+        def __init__(self, images):
+            self.images = images
+
+        def iter_torch_batches(self, batch_size):
+            for i in range(0, self.images.shape[0], batch_size):
+                yield {"image": self.images[i : i + batch_size], "domain": torch.zeros(0)}
+
+    io = LoopIO(dataset=lambda name: Rows(rows[name]), get_checkpoint=lambda: None, report=lambda m, c: None,
+                checkpoint_from_directory=lambda d: None)
+    config = {"data_mode": "unpaired", "seed": 0, "batch_size": 5, "crop_size": 16, "channels_last": False,
+              "feature_net": "tiny"}
+    result, _ = _validate(model, config, io, torch.device("cpu"))
+    torch.save(result, f"{out}.{rank}")
+
+
+def test_validation_across_ranks_combines_statistics_to_the_single_process_kid(tmp_path):
+    """Two gloo ranks, each with half the val images, report the KID of all of them (no rank holds another's
+    images): equal to one process over everything, and to KID written out over every sample."""
+    import torch.multiprocessing as mp
+
+    from i2i_models.registry import get_model
+    from tests.conftest import kid_all_samples
+    from tests.i2i_models.test_contract import TINY
+
+    mp.spawn(_validate_rank, args=(2, f"file://{tmp_path}/init", str(tmp_path / "two")), nprocs=2)
+    _validate_rank(0, 1, "", str(tmp_path / "one"))
+    two = [torch.load(tmp_path / f"two.{r}") for r in range(2)]
+    one = torch.load(tmp_path / "one.0")
+    assert two[0]["val_kid"] == two[1]["val_kid"] == pytest.approx(one["val_kid"], rel=1e-5, abs=1e-7)
+    torch.manual_seed(0)
+    model = get_model("cyclegan", **TINY["cyclegan"]).eval()
+    real_a = (metrics.to_unit(_images(24, 3)) * 255).round() / 127.5 - 1
+    real_b = (metrics.to_unit(_images(24, 4)) * 255).round() / 127.5 - 1
+    expected = kid_all_samples(real_b, model.translate(real_a), metrics.TinyFeatures())
+    assert one["val_kid"] == pytest.approx(expected, rel=1e-4, abs=1e-6)
