@@ -14,7 +14,7 @@ it is the process's lifetime peak, so run one family per process there. bf16 aut
 CPUs without AMX it is slower. Prints measured figures; not a test.
 
     python benchmarks/train_step.py [--models pix2pix cyclegan ...] [--size 256] [--batch 1] [--steps 5]
-        [--warmup 2] [--bf16]
+        [--warmup 2] [--bf16] [--variants base channels_last compile compile+channels_last]
 """
 
 from __future__ import annotations
@@ -47,7 +47,11 @@ def reset_cpu_peak() -> bool:
         return False
 
 
-def measure(name: str, size: int, batch: int, warmup: int, steps: int, device: torch.device, bf16: bool) -> dict:
+VARIANTS = ("base", "channels_last", "compile", "compile+channels_last")
+
+
+def measure(name: str, size: int, batch: int, warmup: int, steps: int, device: torch.device, bf16: bool,
+            variant: str = "base") -> dict:
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -59,6 +63,15 @@ def measure(name: str, size: int, batch: int, warmup: int, steps: int, device: t
     model.setup_optimizers()
     trained = {id(p): p.numel() for opt in model.optimizers.values() for g in opt.param_groups for p in g["params"]}
     data = model.example_batch(batch, size, device=device)
+    for net in model.nets.values():  # what train.channels_last / train.compile do to each trained network
+        if not any(p.requires_grad for p in net.parameters()):
+            continue
+        if "channels_last" in variant:
+            net.to(memory_format=torch.channels_last)
+        if "compile" in variant:
+            net.compile()
+    if "channels_last" in variant:
+        data = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v for k, v in data.items()}
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for s in range(warmup):  # cuDNN autotune, allocator, lazy state (optimizer moments, EMA reset at step 0)
         model.train_step(data, s)
@@ -87,6 +100,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5, help="timed steps, after the warm-up")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (model.amp_dtype)")
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=["base"],
+                   help="train.channels_last / train.compile variants; each is also printed as a ratio to the first")
     args = p.parse_args()
     models = args.models or list_models()
     for m in models:
@@ -98,9 +113,14 @@ def main() -> None:
           f"timed steps, {'bf16 autocast' if args.bf16 else 'fp32'} on {device.type} ({where}); "
           f"torch {torch.__version__}; {time.strftime('%Y-%m-%d')}", flush=True)
     for name in models:
-        r = measure(name, args.size, args.batch, args.warmup, args.steps, device, args.bf16)
-        print(f"{name:<11} {device.type:<4} {args.size:>4}px  batch {args.batch:>2}  {r['img_s']:8.3f} img/s  "
-              f"{r['s_step']:8.3f} s/step  {r['peak']}  {r['params']:>11,} params", flush=True)
+        first = None
+        for variant in args.variants:
+            r = measure(name, args.size, args.batch, args.warmup, args.steps, device, args.bf16, variant)
+            first = first or r["img_s"]
+            ratio = f"  {r['img_s'] / first:5.2f}× {args.variants[0]}" if len(args.variants) > 1 else ""
+            print(f"{name:<11} {device.type:<4} {args.size:>4}px  batch {args.batch:>2}  {variant:<21} "
+                  f"{r['img_s']:8.3f} img/s  {r['s_step']:8.3f} s/step  {r['peak']}  {r['params']:>11,} params{ratio}",
+                  flush=True)
 
 
 if __name__ == "__main__":

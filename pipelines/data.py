@@ -1,7 +1,10 @@
 """Read sharded datasets back: manifest → verified shard list → Ray Dataset → batches of float tensors in [-1, 1].
 
 Only shards the manifest lists are read, and by default each is hashed against the manifest first (a mismatch is
-refused with :class:`ShardIntegrityError`). Inside a shard, a sample that does not decode is skipped, logged and
+refused with :class:`ShardIntegrityError`, naming the shard, before anything reads it). Hashing happens in Ray tasks,
+in parallel, never in the driver (which reads the manifest and file metadata only), and its result is recorded
+beside the manifest (``_verified.json``: the manifest id and each verified shard's size and modification time), so
+a dataset is hashed once, not on every run or Tune trial, and again only where a shard changed since. Inside a shard, a sample that does not decode is skipped, logged and
 counted (``ShardDataset.skipped()``), never fatal. A hash proves a shard is the one the manifest names, not that
 its samples are sane, so every sample is bounded before it is decoded: at most ``max_sample_bytes`` bytes and
 ``max_sample_pixels`` pixels (read from the PNG header, before any pixel is allocated); a bigger one is skipped.
@@ -13,6 +16,7 @@ given seed. Unpaired domains are read as separate datasets, each shuffled with i
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 
@@ -20,7 +24,8 @@ import numpy as np
 import torch
 
 from pipelines import storage
-from pipelines.manifest import IMAGE_COLUMNS, PAIRED_COLUMNS, Manifest, base_uri, read_manifest, verify
+from pipelines.errors import ShardIntegrityError, StorageError
+from pipelines.manifest import IMAGE_COLUMNS, PAIRED_COLUMNS, Manifest, base_uri, check_shard, read_manifest
 
 log = logging.getLogger(__name__)
 # Ray Data read/decode tasks ask for a quarter CPU: on small nodes shared with Train workers and Tune trials a
@@ -31,6 +36,7 @@ TASK_CPUS = 0.25
 MAX_SAMPLE_PIXELS = 4096 * 4096
 MAX_SAMPLE_BYTES = 64 * 2**20
 MAX_LABEL_BYTES = 16  # domain.cls: a small integer as text
+VERIFIED_NAME = "_verified.json"  # beside manifest.json: what verify_dataset hashed, and what it looked like then
 
 
 def _skip_log_class():
@@ -51,6 +57,61 @@ def _skip_log_class():
             return [(u, k, r) for (u, k), r in sorted(self.seen.items())]
 
     return SkipLog
+
+
+def _stat(base: str, m: Manifest, splits) -> dict[str, list[int]]:
+    """{shard path: [size, mtime_ns]} of the listed shards of ``splits`` as storage has them now (metadata only,
+    one listing per folder); a missing shard is absent."""
+    folders = {s.path.rsplit("/", 1)[0] for split in splits for s in m.splits[split].shards if "/" in s.path}
+    found = {}
+    for folder in sorted(folders):
+        for e in storage.list_files(storage.join(base, folder)):
+            found[f"{folder}/{e.relpath}"] = [e.size, e.mtime_ns]
+    return found
+
+
+def _check_shard_task():
+    import ray
+
+    return ray.remote(num_cpus=TASK_CPUS)(check_shard)
+
+
+def verify_dataset(manifest: str, splits) -> Manifest:
+    """Check every shard of ``splits`` against the manifest (sha256 and size) in parallel Ray tasks; raise
+    :class:`ShardIntegrityError` naming the shard(s) that do not match. Shards recorded in ``_verified.json`` as
+    verified for this manifest id, and unchanged since (same size and modification time), are not hashed again."""
+    import ray
+
+    from pipelines.cluster import init_ray
+
+    m = read_manifest(manifest)
+    base = base_uri(manifest)
+    splits = list(dict.fromkeys(splits))
+    for split in splits:
+        m.shard_uris(base, split)  # an unknown split: a clear error
+    record_uri = storage.join(base, VERIFIED_NAME)
+    record = storage.read_json(record_uri) or {}
+    done = record.get("shards", {}) if record.get("manifest_id") == m.id else {}
+    now = _stat(base, m, splits)
+    todo = [(split, entry) for split in splits for entry in m.splits[split].shards
+            if entry.path not in now or done.get(entry.path) != now[entry.path]]
+    if not todo:
+        return m
+    init_ray()
+    task = _check_shard_task()
+    log.info("verifying %d shard(s) of %s against its manifest in Ray tasks", len(todo), m.dataset)
+    problems = ray.get([task.remote(storage.join(base, e.path), e) for _, e in todo])
+    bad = [p for p in problems if p is not None]
+    if bad:
+        more = f" (and {len(bad) - 1} more: {', '.join(p.split(' ', 2)[1] for p in bad[1:4])}…)" if len(bad) > 1 else ""
+        raise ShardIntegrityError(bad[0] + more)
+    verified = {**done, **{e.path: now[e.path] for _, e in todo}}
+    try:
+        storage.write_bytes(record_uri, json.dumps({"manifest_id": m.id, "shards": verified}).encode())
+    except StorageError as err:  # a read-only dataset location: verified now, hashed again next time
+        log.warning("could not record the verification at %s (the shards will be hashed again next time): %s",
+                    storage.describe(record_uri), err)
+    return m
 
 
 def _decode_png(data: bytes, *, max_bytes: int = MAX_SAMPLE_BYTES, max_pixels: int = MAX_SAMPLE_PIXELS
@@ -141,9 +202,9 @@ def read_split(manifest: str, split: str, *, domain: str | None = None, seed: in
     from pipelines.cluster import init_ray
 
     init_ray()  # never let Ray Data start (or join) a cluster on its own
-    m = read_manifest(manifest)
+    m = verify_dataset(manifest, [split]) if verify_shards else read_manifest(manifest)
     base = base_uri(manifest)
-    uris = verify(m, base, split) if verify_shards else m.shard_uris(base, split)
+    uris = m.shard_uris(base, split, domain)  # unpaired data: only the domain's own shards
     domain_index = None
     if domain is not None:
         if domain not in m.domains:

@@ -3,7 +3,8 @@
 Shards are plain WebDataset tars (``tar -t`` lists ``<key>.<column>``), one folder per split::
 
     <output>/manifest.json              written last: readers trust only the shards it lists
-    <output>/<split>/shard-000000.tar   …
+    <output>/<split>/shard-000000.tar   …  (paired and labeled data)
+    <output>/<split>/<domain>/shard-000000.tar  (unpaired data: each domain in shards of its own, read on its own)
 
 Sample columns (``__key__`` is dot-free, derived from the source path):
 
@@ -35,10 +36,11 @@ class _Record(pydantic.BaseModel):
 
 
 class ShardEntry(_Record):
-    path: str  # relative to the manifest's folder: <split>/shard-NNNNNN.tar, never leading out of it
+    path: str  # relative to the manifest's folder: <split>/[<domain>/]shard-NNNNNN.tar, never leading out of it
     samples: int
     bytes: int
     sha256: str
+    domain: str | None = None  # unpaired data: the one domain every sample of the shard is in (None: mixed)
 
     @pydantic.field_validator("path")
     @classmethod
@@ -86,12 +88,14 @@ class Manifest(_Record):
 
     _safe_dataset = pydantic.field_validator("dataset")(check_name)  # it names run folders and registered models
 
-    def shard_uris(self, base: str, split: str) -> list[str]:
+    def shard_uris(self, base: str, split: str, domain: str | None = None) -> list[str]:
+        """The split's shards; with ``domain``, only the shards that can hold it (all, where shards mix domains)."""
         if split not in self.splits:
             raise ShardIntegrityError(
                 f"dataset '{self.dataset}' has no split '{split}'; it has: {', '.join(sorted(self.splits))}"
             )
-        return [storage.join(base, s.path) for s in self.splits[split].shards]
+        return [storage.join(base, s.path) for s in self.splits[split].shards
+                if domain is None or s.domain in (None, domain)]
 
 
 def content_id(splits: dict[str, SplitEntry]) -> str:
@@ -164,17 +168,23 @@ def sha256_of(uri: str) -> tuple[str, int]:
     return h.hexdigest(), n
 
 
+def check_shard(uri: str, entry: ShardEntry) -> str | None:
+    """What is wrong with one shard against its manifest entry (None: it matches): hashes the whole shard."""
+    try:
+        digest, size = sha256_of(uri)
+    except FileNotFoundError:
+        return f"shard {uri} listed in the manifest is missing"
+    if digest != entry.sha256 or size != entry.bytes:
+        return (f"shard {uri} does not match the manifest (sha256 {digest[:12]}…, {size} bytes; expected "
+                f"{entry.sha256[:12]}…, {entry.bytes} bytes): it was modified or corrupted; re-shard the dataset")
+    return None
+
+
 def verify(manifest: Manifest, base: str, split: str) -> list[str]:
-    """Hash every shard of ``split`` against the manifest; return their URIs or raise ShardIntegrityError."""
+    """Hash every shard of ``split`` against the manifest, one after another in this process; return their URIs or
+    raise ShardIntegrityError. (Readers use the parallel, recorded :func:`pipelines.data.verify_dataset`.)"""
     uris = manifest.shard_uris(base, split)
     for uri, entry in zip(uris, manifest.splits[split].shards):
-        try:
-            digest, size = sha256_of(uri)
-        except FileNotFoundError:
-            raise ShardIntegrityError(f"shard {uri} listed in the manifest is missing") from None
-        if digest != entry.sha256 or size != entry.bytes:
-            raise ShardIntegrityError(
-                f"shard {uri} does not match the manifest (sha256 {digest[:12]}…, {size} bytes; expected "
-                f"{entry.sha256[:12]}…, {entry.bytes} bytes): it was modified or corrupted; re-shard the dataset"
-            )
+        if (problem := check_shard(uri, entry)) is not None:
+            raise ShardIntegrityError(problem)
     return uris

@@ -169,22 +169,26 @@ def write_shard(plan: dict, *, cfg_json: str, source: str, root: str, paired: bo
                     tar.write({"__key__": key, **sample})
                     domains[domain_name] += 1
                     n += 1
-    return {"shard": plan["shard"], "split": plan["split"], "samples": n, "bytes": hashing.bytes,
+    return {"shard": plan["shard"], "split": plan["split"], "domain": plan["domain"], "samples": n, "bytes": hashing.bytes,
             "sha256": hashing.sha.hexdigest(), "domains": json.dumps(domains), "skipped": json.dumps(skipped)}
 
 
 def _plan(listing: importers.SourceListing, cfg: ShardConfig) -> list[dict]:
-    by_split: dict[str, list] = {}
+    """Which source files go to which shard. Unpaired data get shards per domain (``<split>/<domain>/``), so a
+    training run reads each domain's stream on its own and every byte once; ``num_shards`` then counts per domain."""
+    groups: dict[tuple[str, str], list] = {}
     for f in listing.files:
         dom_index = listing.domains.index(f.domain) if listing.domains else -1
-        by_split.setdefault(f.split, []).append([f.relpath, sample_key(f.relpath), dom_index, f.domain or "all"])
+        own = f.domain if listing.data_mode == "unpaired" else ""
+        groups.setdefault((f.split, own), []).append([f.relpath, sample_key(f.relpath), dom_index, f.domain or "all"])
     plans = []
-    for split, files in sorted(by_split.items()):
+    for (split, domain), files in sorted(groups.items()):
         files.sort(key=lambda r: r[1])
         n_shards = cfg.num_shards or max(1, math.ceil(len(files) / cfg.samples_per_shard))
         n_shards = min(n_shards, len(files))
+        folder = f"{split}/{domain}" if domain else split
         for k in range(n_shards):
-            plans.append({"shard": f"{split}/shard-{k:06d}.tar", "split": split,
+            plans.append({"shard": f"{folder}/shard-{k:06d}.tar", "split": split, "domain": domain,
                           "files": json.dumps(files[k::n_shards])})  # round-robin: sizes differ by ≤ 1
     return plans
 
@@ -208,8 +212,8 @@ def _is_complete(manifest: Manifest, output: str) -> bool:
 def _remove_stale(output: str, keep: set[str]) -> None:
     """Delete shard files left by earlier (killed or differently configured) runs that this plan does not list."""
     for e in storage.list_files(output):
-        parts = e.relpath.split("/")
-        if len(parts) == 2 and _SHARD_NAME.match(parts[1]) and e.relpath not in keep:
+        parts = e.relpath.split("/")  # <split>/shard-N.tar or <split>/<domain>/shard-N.tar
+        if len(parts) in (2, 3) and _SHARD_NAME.match(parts[-1]) and e.relpath not in keep:
             storage.delete(storage.join(output, e.relpath))
 
 
@@ -282,8 +286,8 @@ def _write(cfg: ShardConfig, listing: importers.SourceListing, plan_id: str, out
         splits[split] = SplitEntry(
             samples=sum(r["samples"] for r in mine), bytes=sum(r["bytes"] for r in mine),
             domains={d: doms.get(d, 0) for d in (listing.domains or ["all"])},
-            shards=[ShardEntry(path=r["shard"], samples=r["samples"], bytes=r["bytes"], sha256=r["sha256"])
-                    for r in mine],
+            shards=[ShardEntry(path=r["shard"], samples=r["samples"], bytes=r["bytes"], sha256=r["sha256"],
+                               domain=r["domain"] or None) for r in mine],
         )
     _remove_stale(output, keep={s.path for e in splits.values() for s in e.shards})
     manifest = Manifest(

@@ -296,6 +296,13 @@ def delete(uri: str) -> None:
         fs.delete_file(path)
 
 
+def delete_tree(uri: str) -> None:
+    """Delete a folder (a prefix, on object storage) and everything under it; a missing folder is fine."""
+    fs, path = resolve(uri)
+    with errors("delete", uri), contextlib.suppress(FileNotFoundError):
+        fs.delete_dir(path)
+
+
 @dataclass(frozen=True)
 class FileEntry:
     relpath: str  # '/'-separated, relative to the listed root

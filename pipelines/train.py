@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import posixpath
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -58,10 +59,15 @@ class TrainConfig(StrictModel):
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
     bf16: bool = True  # autocast to bfloat16 on GPU (no effect on CPU)
     channels_last: bool = False
+    compile: bool = False  # torch.compile each trained network (Module.compile: same weights and checkpoint keys)
     storage_path: str = "data/ray_results"  # local folder or s3://bucket/prefix
     run_name: str | None = None  # None: <model>-<dataset>-<data id>-<config hash>
     max_failures: int = Field(default=2, ge=-1)
     num_to_keep: int = Field(default=2, gt=0)
+    # "async": Ray Train uploads each checkpoint in the background while the next epoch trains. Off by default: with
+    # Ray 2.60 a worker failure soon after an async report restarted from an older checkpoint than the last one
+    # reported (measured: 1–3 epochs redone instead of at most one); use it where uploads are slow and failures rare
+    checkpoint_upload: Literal["sync", "async"] = "sync"
     seed: int = 0
     train_split: str = "train"
     val_split: str = "val"
@@ -202,7 +208,8 @@ def loop_config(model: str, model_args: dict, loss_weights: dict, train: TrainCo
         "epochs": plan.epochs, "max_steps": plan.iterations, "global_batch_size": plan.global_batch_size,
         "batch_size": plan.per_worker_batch_size, "crop_size": train.crop_size or config.image_size,
         "flip": train.flip, "shuffle_buffer": train.shuffle_buffer, "bf16": train.bf16,
-        "channels_last": train.channels_last, "seed": train.seed, "log_every_steps": train.log_every_steps,
+        "channels_last": train.channels_last, "compile": train.compile, "checkpoint_upload": train.checkpoint_upload,
+        "seed": train.seed, "log_every_steps": train.log_every_steps,
         "mlflow_tracking_uri": mlflow_uri, "mlflow_run_id": mlflow_run_id, **(objective or {}),
     }
 
@@ -234,7 +241,9 @@ def trainer_for(config: dict, train: TrainConfig, *, name: str, storage_path: st
     use_gpu = cluster.use_gpu(train.use_gpu)
     fs, path = storage.resolve(storage_path)
     datasets = datasets if datasets is not None else datasets_for(train)
-    whole = feeds.unsplit(config["data_mode"], config.get("lead_domain", "a"))
+    # one worker reads every dataset whole, in its own process (no split coordinator actor between it and the data)
+    whole = list(datasets) if train.num_workers == 1 else feeds.unsplit(config["data_mode"],
+                                                                         config.get("lead_domain", "a"))
     return TorchTrainer(
         train_loop, train_loop_config=config, datasets=datasets,
         dataset_config=ray.train.DataConfig(datasets_to_split=[k for k in datasets if k not in whole]),
@@ -274,14 +283,31 @@ def run_train(*, model: str, model_args: dict, loss_weights: dict, train: TrainC
              plan.per_worker_batch_size, plan.steps_per_epoch, plan.total_iterations)
     try:
         result = trainer.fit()
+    except ray.train.ControllerError as err:  # e.g. its run state could not be written: not retried by Ray Train
+        raise I2IError(f"training run {name} stopped: Ray Train's controller failed ({err}); submit the same run "
+                       "again to resume from its last committed checkpoint") from err
     except ray.train.TrainingFailedError as err:
         raise I2IError(f"training run {name} failed after {train.max_failures} restarts: {err}") from err
+    _prune_checkpoints(run_dir, result)
     out = TrainResult(run_name=name, checkpoint=_uri_of(result.checkpoint, train.storage_path),
                       metrics=_plain(result.metrics), mlflow_run_id=mlflow_run, dataset_id=manifest.id,
                       already_done=False)
     storage.write_bytes(storage.join(run_dir, DONE_MARKER), json.dumps(
         {k: v for k, v in asdict(out).items() if k != "already_done"}, default=str).encode())
     return out
+
+
+def _prune_checkpoints(run_dir: str, result) -> None:
+    """Delete the checkpoint folders Ray Train did not commit: an upload cut by a fault, or one written by a worker
+    group that died before reporting it. They are never resumed from, and a reader must not mistake them for the
+    run's checkpoints."""
+    kept = {posixpath.basename(c.path.rstrip("/")) for c, _ in (result.best_checkpoints or [])}
+    if result.checkpoint is not None:
+        kept.add(posixpath.basename(result.checkpoint.path.rstrip("/")))
+    for folder in storage.list_dirs(run_dir):
+        if folder.startswith("checkpoint_") and folder not in kept:
+            log.info("removing checkpoint folder %s that Ray Train did not commit", folder)
+            storage.delete_tree(storage.join(run_dir, folder))
 
 
 def _uri_of(checkpoint, storage_path: str) -> str:
@@ -313,6 +339,13 @@ def _log_params(mlflow: tracking.MlflowConfig, run_id: str, model: str, model_ar
         c.log_batch(run_id, params=[Param(k, v) for k, v in list(fresh.items())[i:i + 100]])
     c.set_tag(run_id, "i2i.dataset_id", manifest.id)
     c.set_tag(run_id, "i2i.dataset_manifest", manifest.source.uri)
+    from pipelines.manifest import manifest_uri
+
+    # the shards as the run's MLflow datasets (the run page's "Datasets"; run.inputs.dataset_inputs in a search)
+    roles = {train.train_split: "train", train.val_split: "val"}
+    tracking.log_dataset_inputs(mlflow, run_id, dataset=manifest.dataset, manifest_uri=manifest_uri(train.dataset),
+                                manifest_id=manifest.id,
+                                splits={split: role for split, role in roles.items() if split in manifest.splits})
 
 
 def dataclass_dict(family, model_args: dict) -> dict:

@@ -9,13 +9,16 @@ global iteration count, the same on every rank). The run ends after ``epochs`` e
 whichever comes first (mid-epoch for the latter). Each epoch ends with validation metrics all-reduced across ranks,
 one ``ray.train.report`` per rank, and a checkpoint written by rank 0 (networks, optimizers, epoch, step, model
 config — a checkpoint folder is also loadable with ``I2IModel.from_pretrained``; the rate is recomputed from the
-step on resume). Only rank 0 talks to MLflow.
+step on resume), uploaded before the next epoch starts (``train.checkpoint_upload: async``: by Ray Train in the
+background while the next epoch trains; a failed upload fails the worker group). torch runs on as many threads as
+the CPUs the worker holds. Only rank 0 talks to MLflow.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import tempfile
 import time
 from collections import defaultdict
@@ -42,6 +45,7 @@ class LoopIO:
     get_checkpoint: Callable[[], Any]
     report: Callable[[dict, Any], None]  # (metrics, checkpoint or None)
     checkpoint_from_directory: Callable[[str], Any]
+    async_upload: bool = False  # report() returns before the checkpoint is uploaded, and deletes its folder after
 
 
 def _all_reduce(t: torch.Tensor) -> torch.Tensor:
@@ -68,6 +72,8 @@ def build_model(config: dict, device: torch.device, world_size: int, rank: int =
         # one DDP wrapper per trained network; buffers not re-broadcast on every forward (D runs twice per step).
         # Networks with nothing to train (EMA copies) stay plain: every rank updates them identically.
         trained = any(p.requires_grad for p in net.parameters())
+        if config.get("compile") and trained:
+            net.compile()  # in place: the module, its parameters and state_dict keys stay as they are
         model.nets[name] = ray.train.torch.prepare_model(
             net, parallel_strategy_kwargs={"broadcast_buffers": False}) if world_size > 1 and trained else net.to(device)
     model.setup_optimizers()
@@ -238,9 +244,23 @@ def finished(config: dict, epoch: int, step: int) -> bool:
     return (epochs is not None and epoch >= epochs) or (max_steps is not None and step >= max_steps)
 
 
+def set_threads(rank: int) -> int:
+    """torch's intra-op threads = the CPUs this worker (or trial) holds, rounded (Ray sets ``OMP_NUM_THREADS`` to
+    the whole CPUs only, so a worker holding 1.75 CPU would otherwise run torch on one thread); logged."""
+    import ray
+
+    held = ray.get_runtime_context().get_assigned_resources().get("CPU", 0.0) if ray.is_initialized() else 0.0
+    threads = max(1, round(held)) if held else torch.get_num_threads()
+    torch.set_num_threads(threads)
+    print(f"[i2i] rank {rank}: torch on {threads} thread{'s' * (threads > 1)} (the worker holds {held:g} CPU)",
+          flush=True)
+    return threads
+
+
 def run_loop(config: dict, io: LoopIO, *, rank: int, world: int, device: torch.device) -> None:
     """Epochs of train → validate → report (+ checkpoint from rank 0), resuming from a handed-over checkpoint,
     until :func:`finished`."""
+    set_threads(rank)
     model = build_model(config, device, world, rank)
     lr = LrSchedule(model)
     start_epoch, step, restored_from, restored_weights = _restore(model, io)
@@ -260,18 +280,20 @@ def run_loop(config: dict, io: LoopIO, *, rank: int, world: int, device: torch.d
         if rank == 0:
             print(f"[i2i] epoch {epoch} done: " + " ".join(f"{k}={v:.4g}" for k, v in m.items()), flush=True)
             tracker.log(m, epoch, grid)
-        with tempfile.TemporaryDirectory() as d:
-            checkpoint = None
-            if rank == 0:
-                _save(model, epoch, step, d, config.get("run_id", ""))
-                checkpoint = io.checkpoint_from_directory(d)
-            extra = {"worker_nodes": ",".join(nodes)}
-            if restored_from:  # a PBT exploit: whose checkpoint this trial continues, and the weights it had
-                extra.update({"restored_from": restored_from,
-                              **{f"restored_weight_{k}": v for k, v in restored_weights.items()}})
-            if config.get("run_id"):
-                extra["run_id"] = config["run_id"]  # a Tune trial: who wrote the checkpoint it may hand over
-            io.report({**m, **extra}, checkpoint)  # every rank reports; rank 0's checkpoint is kept
+        checkpoint, folder = None, None
+        if rank == 0:
+            folder = tempfile.mkdtemp(prefix="i2i-checkpoint-")
+            _save(model, epoch, step, folder, config.get("run_id", ""))
+            checkpoint = io.checkpoint_from_directory(folder)
+        extra = {"worker_nodes": ",".join(nodes)}
+        if restored_from:  # a PBT exploit: whose checkpoint this trial continues, and the weights it had
+            extra.update({"restored_from": restored_from,
+                          **{f"restored_weight_{k}": v for k, v in restored_weights.items()}})
+        if config.get("run_id"):
+            extra["run_id"] = config["run_id"]  # a Tune trial: who wrote the checkpoint it may hand over
+        io.report({**m, **extra}, checkpoint)  # every rank reports; rank 0's checkpoint is kept
+        if folder and not io.async_upload:
+            shutil.rmtree(folder, ignore_errors=True)
     if tracker:
         tracker.close()
 
@@ -282,9 +304,11 @@ def train_loop(config: dict) -> None:
     import ray.train.torch
 
     ctx = ray.train.get_context()
+    upload = config.get("checkpoint_upload", "sync")
+    mode = ray.train.CheckpointUploadMode.ASYNC if upload == "async" else ray.train.CheckpointUploadMode.SYNC
     io = LoopIO(dataset=ray.train.get_dataset_shard, get_checkpoint=ray.train.get_checkpoint,
-                report=lambda m, c: ray.train.report(m, checkpoint=c),
-                checkpoint_from_directory=ray.train.Checkpoint.from_directory)
+                report=lambda m, c: ray.train.report(m, checkpoint=c, checkpoint_upload_mode=mode),
+                checkpoint_from_directory=ray.train.Checkpoint.from_directory, async_upload=upload == "async")
     run_loop(config, io, rank=ctx.get_world_rank(), world=ctx.get_world_size(), device=ray.train.torch.get_device())
 
 

@@ -57,6 +57,8 @@ def test_model_batch_keeps_pairs_aligned_and_is_seeded(paired):
 
 def test_unpaired_domains_are_separate_streams(unpaired):
     m = mf.read_manifest(unpaired)
+    a_only = read_split(unpaired, "train", domain="A")  # reads the domain's own shards only
+    assert a_only.dataset.input_files() and all("/train/A/" in f for f in a_only.dataset.input_files())
     a = read_split(unpaired, "train", domain="A", seed=1).dataset.take_all()
     b = read_split(unpaired, "train", domain="B", seed=2).dataset.take_all()
     assert len(a) == m.splits["train"].domains["A"] and len(b) == m.splits["train"].domains["B"]
@@ -125,3 +127,38 @@ def test_oversized_samples_are_skipped_before_decoding(paired, tmp_path):
     assert len(rows) == mf.read_manifest(out).splits["val"].samples - 2
     assert sorted((key, "image too large" in reason) for _, key, reason in data.skipped()) == [
         (keys[0], True), (keys[1], True)]
+
+
+def test_shards_are_hashed_in_ray_tasks_once_per_manifest_and_again_where_changed(paired, tmp_path, monkeypatch):
+    """The driver hashes no shard (its sha256 is broken here; Ray tasks, in their own processes, hash); the result is
+    recorded beside the manifest, so a second read hashes nothing; a shard rewritten since is hashed again and
+    refused by name."""
+    import json
+    import shutil
+
+    from pipelines import data
+
+    out = tmp_path / "v"
+    shutil.copytree(paired, out, ignore=shutil.ignore_patterns(data.VERIFIED_NAME))
+
+    def no_hashing_here(uri):
+        raise AssertionError(f"the driver read shard bytes: {uri}")
+
+    monkeypatch.setattr(mf, "sha256_of", no_hashing_here)
+    data.verify_dataset(str(out), ["train", "val"])
+    record = json.loads((out / data.VERIFIED_NAME).read_text())
+    m = mf.read_manifest(str(out))
+    assert record["manifest_id"] == m.id
+    assert set(record["shards"]) == {s.path for split in ("train", "val") for s in m.splits[split].shards}
+
+    real_task = data._check_shard_task
+    monkeypatch.setattr(data, "_check_shard_task", lambda: pytest.fail("a verified, unchanged shard was hashed again"))
+    assert len(read_split(str(out), "train").dataset.take_all()) == m.splits["train"].samples
+
+    shard = out / m.splits["train"].shards[1].path
+    blob = bytearray(shard.read_bytes())
+    blob[len(blob) // 2] ^= 0x01
+    shard.write_bytes(bytes(blob))
+    monkeypatch.setattr(data, "_check_shard_task", real_task)
+    with pytest.raises(ShardIntegrityError, match=r"train/shard-000001\.tar does not match the manifest"):
+        read_split(str(out), "train")

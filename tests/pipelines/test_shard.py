@@ -143,7 +143,10 @@ def test_s3_round_trip_unpaired(ray_cluster, demo_root):
     assert m.data_mode == "unpaired" and m.domains == ["A", "B"] and m.columns == ["image.png", "domain.cls"]
     n_a, n_b = (len(os.listdir(f"{demo_root}/photo2winter/trainA")), len(os.listdir(f"{demo_root}/photo2winter/trainB")))
     assert r.domains["train"] == {"A": n_a, "B": n_b}
-    assert len(m.splits["train"].shards) == -(-(n_a + n_b) // 40)
+    shards = m.splits["train"].shards  # each domain in shards of its own, under train/<domain>/
+    assert [s.path.rsplit("/", 1)[0] for s in shards] == ["train/A"] * -(-n_a // 40) + ["train/B"] * -(-n_b // 40)
+    assert [s.domain for s in shards] == ["A"] * -(-n_a // 40) + ["B"] * -(-n_b // 40)
+    assert [s.samples for s in shards if s.domain == "A"] and sum(s.samples for s in shards if s.domain == "A") == n_a
     verify(m, out, "train")
     assert run_shard(ShardConfig(source=src, output=out, load_size=32, samples_per_shard=40)).up_to_date
     samples = samples_of(out, "train")  # read back over S3 with plain tarfile: every source image, once
