@@ -15,6 +15,12 @@ Search space, from YAML, over names the rest of the project uses::
   Train run does not hand to Tune, so PBT trials run the same training loop (``run_loop``) directly in the Tune
   function and report their own checkpoints. A trial that exploited another reports ``restored_from``.
 
+**Resources**: a trial asks for what its config declares (``workers_per_trial`` × ``cpus_per_trial`` (+1 GPU each)
+and ``DATA_CPUS`` for its own Ray Data tasks), never a share of the cluster's current nodes, so a cluster whose
+workers scale from zero works: the job waits (``resource_wait_s``, logging what for) until one trial can be placed,
+then Tune queues trials beyond ``max_concurrent_trials`` and the autoscaler adds nodes for the pending ones. A trial
+larger than every node type the autoscaler reports is refused at once.
+
 **Objective** (reported by every trial every epoch, minimised): ``val_l1 + kid_weight · val_KID``. Validation L1
 alone rewards blur — it drives the GAN weight to zero — so the default adds KID (unbiased on small sets) on the
 configured feature network. Results live under ``tune.storage_path``; re-submitting the same job resumes the
@@ -27,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,6 +41,7 @@ from pydantic import Field, field_validator
 
 from i2i_models.registry import get_model_class
 from pipelines import cluster, storage, tracking
+from pipelines.data import TASK_CPUS
 from pipelines.errors import ConfigError, I2IError
 from pipelines.schema import StrictModel
 from pipelines.schema import check_name
@@ -43,6 +50,7 @@ from pipelines.train import TrainConfig, loop_config, plan_run
 log = logging.getLogger(__name__)
 TUNABLE_TRAIN = ("batch_size", "epochs")
 SAMPLERS = ("uniform", "loguniform", "choice", "randint", "grid")  # grid: every value (× num_samples)
+DATA_CPUS = 2 * TASK_CPUS  # a trial's own Ray Data tasks, in its placement group: one read and one decode at a time
 
 
 class TuneSection(StrictModel):
@@ -51,13 +59,18 @@ class TuneSection(StrictModel):
     scheduler: Literal["asha", "pbt", "fifo"] = "asha"  # fifo: every trial runs all its epochs (a plain search)
     search_alg: Literal["random", "optuna"] = "random"  # optuna: ASHA only, needs `pip install optuna`
     num_samples: int = Field(default=4, gt=0)
-    max_concurrent_trials: int | None = Field(default=None, gt=0)  # None: as many as the cluster fits
+    # None: every sample (PBT: always the whole population). Tune starts those the cluster can place and queues
+    # the rest; on an autoscaling cluster the queued trials are the demand it adds nodes for
+    max_concurrent_trials: int | None = Field(default=None, gt=0)
     epochs: int = Field(default=4, gt=0)  # per trial (ASHA's max_t)
     grace_period: int = Field(default=1, gt=0)
     reduction_factor: int = Field(default=2, gt=1)
     perturbation_interval: int = Field(default=1, gt=0)  # PBT: epochs between exploit/explore
     workers_per_trial: int = Field(default=1, gt=0)  # ASHA trials are Ray Train runs; PBT trials are 1 process
-    cpus_per_trial: float = Field(default=0.5, gt=0)  # per worker; leave CPUs for Ray Data
+    cpus_per_trial: float = Field(default=0.5, gt=0)  # per worker (a trial's Ray Data tasks get their own DATA_CPUS)
+    # how long to wait for the cluster to place one trial (PBT: the population) before failing: an autoscaler
+    # starting a GPU node and pulling the image takes minutes
+    resource_wait_s: float = Field(default=1200, gt=0)
     kid_weight: float = Field(default=1.0, ge=0)
     feature_net: Literal["inception", "tiny"] = "tiny"
     storage_path: str = "data/tune"
@@ -151,6 +164,7 @@ def ray_train_trial(values: dict, base: dict) -> None:
     from pipelines.train import trainer_for
 
     config = _child_run(base, values)
+    _data_in_trial_group()
     train = TrainConfig.model_validate(base["train_section"])
     trainer = trainer_for(config, train, name=f"train-{tune.get_context().get_trial_id()}",
                           storage_path=base["trial_storage"], callbacks=[TuneReportCallback()])
@@ -167,6 +181,7 @@ def loop_trial(values: dict, base: dict) -> None:
     from pipelines.train_loop import LoopIO, run_loop
 
     config = _child_run(base, values)
+    _data_in_trial_group()
     datasets = datasets_for(TrainConfig.model_validate(base["train_section"]))
     io = LoopIO(dataset=datasets.__getitem__, get_checkpoint=tune.get_checkpoint,
                 report=lambda m, c: tune.report(m, checkpoint=c),
@@ -175,33 +190,56 @@ def loop_trial(values: dict, base: dict) -> None:
     run_loop(config, io, rank=0, world=1, device=device)
 
 
-def _resources(cfg: TuneSection, train: TrainConfig) -> tuple[dict, int]:
-    """Per-trial resources and the number of trials that fit at once; an impossible request is an error."""
-    import ray
+@dataclass(frozen=True)
+class TrialResources:
+    """What one trial asks for, as its config declares it (never sized from the cluster's current nodes)."""
 
-    total = ray.cluster_resources()
-    cpus, gpus = total.get("CPU", 0.0), total.get("GPU", 0.0)
-    use_gpu = cluster.use_gpu(train.use_gpu)
+    tune: list[dict]  # Tune's placement group: the trial process, then the CPUs of its Ray Data tasks
+    train: list[dict]  # a nested Ray Train run's workers: Ray Train places them itself ([] for in-process trials)
+    concurrent: int  # trials at once (Tune queues the rest until the cluster can place them)
+    described: str
+
+    @property
+    def whole(self) -> list[dict]:
+        return self.tune + self.train
+
+
+def trial_resources(cfg: TuneSection, use_gpu: bool) -> TrialResources:
     in_process = cfg.scheduler == "pbt" or cfg.workers_per_trial == 1
+    worker = {"CPU": cfg.cpus_per_trial, **({"GPU": 1} if use_gpu else {})}
+    data = {"CPU": DATA_CPUS}
+    concurrent = cfg.num_samples if cfg.scheduler == "pbt" else cfg.max_concurrent_trials or cfg.num_samples
     workers = 1 if in_process else cfg.workers_per_trial
-    need_cpu, need_gpu = workers * cfg.cpus_per_trial, (workers if use_gpu else 0)
-    if need_cpu > cpus or need_gpu > gpus:
-        raise I2IError(f"one trial needs {need_cpu:g} CPU and {need_gpu} GPU ({workers} worker(s) × "
-                       f"{cfg.cpus_per_trial:g} CPU), but the cluster has {cpus:g} CPU and {gpus:g} GPU in total: "
-                       "lower tune.workers_per_trial / tune.cpus_per_trial or add nodes")
-    # half a CPU stays free for Ray Data's read/decode tasks (data.TASK_CPUS each)
-    fits = max(1, int(min(max(cpus - 0.5, need_cpu) // need_cpu, gpus // need_gpu if need_gpu else math.inf)))
-    if cfg.scheduler == "pbt" and cfg.num_samples > fits:
-        raise I2IError(f"PBT runs its whole population at once, but only {fits} of tune.num_samples="
-                       f"{cfg.num_samples} trials fit the cluster ({cpus:g} CPU, {need_cpu:g} per trial)")
-    per_trial = ({"CPU": cfg.cpus_per_trial, **({"GPU": 1} if use_gpu else {})} if in_process
-                 else {"CPU": 0, "memory": 64 * 2**20})  # a Ray Train trial's driver holds no CPU
-    return per_trial, fits
+    described = (f"one trial ({workers} worker(s) × {cfg.cpus_per_trial:g} CPU{' + 1 GPU' if use_gpu else ''}"
+                 f" + {DATA_CPUS:g} CPU for its Ray Data tasks)")
+    if in_process:
+        return TrialResources(tune=[worker, data], train=[], concurrent=concurrent, described=described)
+    # a Ray Train trial's process only drives the run: no CPU (it may sit on a head that takes no work)
+    return TrialResources(tune=[{"memory": 64 * 2**20}, data], train=[worker] * workers, concurrent=concurrent,
+                          described=described)
+
+
+def _data_in_trial_group() -> None:
+    """Send this trial's Ray Data tasks into the trial's own placement group (its DATA_CPUS bundle) instead of onto
+    whatever CPU is free: concurrent trials then cannot starve each other's input pipelines (Ray Data's default
+    SPREAD strategy would leave the group), whatever max_concurrent_trials is."""
+    import ray
+    import ray.data
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    pg = ray.util.get_current_placement_group()
+    if pg is not None:
+        ctx = ray.data.DataContext.get_current()
+        with warnings.catch_warnings():  # deprecated (to go after January 2027) with no replacement yet in 2.60
+            warnings.simplefilter("ignore")
+            ctx.scheduling_strategy = ctx.scheduling_strategy_large_args = PlacementGroupSchedulingStrategy(
+                pg, placement_group_capture_child_tasks=True)
 
 
 def experiment_name(cfg: TuneSection, model: str, train_run: str) -> str:
     spec = json.dumps({"space": cfg.search_space, **cfg.model_dump(exclude={"enabled", "name", "storage_path",
-                                                                              "max_concurrent_trials"})},
+                                                                              "max_concurrent_trials",
+                                                                              "resource_wait_s"})},
                       sort_keys=True)
     return cfg.name or f"tune-{train_run}-{cfg.scheduler}-{hashlib.sha256(spec.encode()).hexdigest()[:8]}"
 
@@ -220,7 +258,12 @@ def run_tune(*, model: str, model_args: dict, loss_weights: dict, train: TrainCo
     run_name, _, manifest = plan_run(model, model_args, loss_weights, train)
     name = experiment_name(cfg, model, run_name)
     init_ray(ray_config)
-    per_trial, fits = _resources(cfg, train)
+    use_gpu = cluster.use_gpu(train.use_gpu)  # decided once: trials do not look at the cluster again
+    res = trial_resources(cfg, use_gpu)
+    population = cfg.num_samples if cfg.scheduler == "pbt" else 1  # synchronous PBT runs its population at once
+    what = res.described if population == 1 else f"the PBT population ({population} × {res.described})"
+    cluster.refuse_impossible(res.whole * population, what)
+    cluster.wait_for(res.whole * population, timeout_s=cfg.resource_wait_s, what=what, setting="tune.resource_wait_s")
     parent = tracking.run_for(mlflow, name, {"i2i.model": model, "i2i.dataset_id": manifest.id, "i2i.kind": "tune"})
     client = tracking.client(mlflow)
     if not client.get_run(parent).data.params:
@@ -231,6 +274,7 @@ def run_tune(*, model: str, model_args: dict, loss_weights: dict, train: TrainCo
             client.log_param(parent, k, v)
     trial_train = train.model_copy(update={  # trials run in their own working directories: absolute paths
         "epochs": cfg.epochs, "num_workers": cfg.workers_per_trial, "cpus_per_worker": cfg.cpus_per_trial,
+        "use_gpu": use_gpu,
         "max_failures": 0, "dataset": storage.absolute(train.dataset)})
     base = {**loop_config(model, model_args, loss_weights, trial_train, mlflow_uri=mlflow.uri(),
                           objective={"kid_weight": cfg.kid_weight, "feature_net": cfg.feature_net}),
@@ -238,8 +282,8 @@ def run_tune(*, model: str, model_args: dict, loss_weights: dict, train: TrainCo
             "mlflow_experiment": mlflow.experiment, "trial_storage": storage.join(storage.absolute(cfg.storage_path), name, "_train")}
     baseline = _baseline_point(model, model_args, loss_weights, trial_train, cfg)
     in_process = cfg.scheduler == "pbt" or cfg.workers_per_trial == 1
-    trainable = tune.with_resources(tune.with_parameters(loop_trial if in_process else ray_train_trial,
-                                                         base=base), per_trial)
+    trainable = tune.with_resources(tune.with_parameters(loop_trial if in_process else ray_train_trial, base=base),
+                                    tune.PlacementGroupFactory(res.tune))
     fs, path = storage.resolve(cfg.storage_path)
     exp_dir = storage.join(cfg.storage_path, name)
     resumed = tune.Tuner.can_restore(storage.resolve(exp_dir)[1], storage_filesystem=fs)
@@ -249,7 +293,7 @@ def run_tune(*, model: str, model_args: dict, loss_weights: dict, train: TrainCo
                                    storage_filesystem=fs)
     else:
         tuner = tune.Tuner(trainable, param_space={k: _sampler(v) for k, v in cfg.search_space.items()},
-                           tune_config=_tune_config(cfg, fits, baseline), run_config=tune.RunConfig(
+                           tune_config=_tune_config(cfg, res.concurrent, baseline), run_config=tune.RunConfig(
                                name=name, storage_path=path, storage_filesystem=fs,
                                checkpoint_config=tune.CheckpointConfig(num_to_keep=4),
                                # stopping at the last epoch comes before the scheduler: PBT never exploits a
@@ -334,11 +378,10 @@ def _summary(result, keys: list[str]) -> dict:
             "restored_config": values(last, "restored_weight_") if source and source != own else {}}
 
 
-def _tune_config(cfg: TuneSection, fits: int, baseline: dict | None):
+def _tune_config(cfg: TuneSection, concurrent: int, baseline: dict | None):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
 
-    concurrent = min(cfg.max_concurrent_trials or fits, fits)
     if cfg.scheduler == "pbt":
         scheduler = PopulationBasedTraining(
             time_attr="training_iteration", perturbation_interval=cfg.perturbation_interval,

@@ -142,7 +142,14 @@ def test_unknown_weight_and_impossible_resources(pairs, tmp_path):
     with pytest.raises(ConfigError, match=r"'loss_weights.l2' is not a loss term of 'pix2pix'; valid: "
                                           r"loss_weights.d_fake, loss_weights.d_real, loss_weights.gan"):
         load_config(None, ["tune.search_space={loss_weights.l2: {uniform: [1, 2]}}"])
-    cfg = TuneSection(search_space=SPACE, workers_per_trial=4, cpus_per_trial=1, storage_path=str(tmp_path / "t"))
-    with pytest.raises(I2IError, match=r"one trial needs 4 CPU .* but the cluster has 2 CPU"):
+    # a static cluster (no autoscaler reporting node types) may still get workers joining: a request larger than
+    # it is waited for, up to tune.resource_wait_s, then refused naming the request and what the cluster offered
+    cfg = TuneSection(search_space=SPACE, workers_per_trial=4, cpus_per_trial=1, storage_path=str(tmp_path / "t"),
+                      resource_wait_s=3)
+    started = time.monotonic()
+    with pytest.raises(I2IError, match=r"one trial \(4 worker\(s\) × 1 CPU \+ 0.5 CPU for its Ray Data tasks\) needs "
+                                       r"\{CPU: 4.5\} but the cluster offered only \{CPU: 2\} for "
+                                       r"tune.resource_wait_s=3 s"):
         run_tune(model="pix2pix", model_args=TINY, loss_weights={}, train=train_cfg(pairs, tmp_path), cfg=cfg,
                  mlflow=MlflowConfig(tracking_uri=f"sqlite:///{tmp_path}/m.db"))
+    assert 3 <= time.monotonic() - started < 30
