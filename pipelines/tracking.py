@@ -7,7 +7,9 @@ paths, resolved where the job starts). A tracking server (``http://host:5000``, 
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 
 from pipelines.schema import StrictModel
 
@@ -88,3 +90,36 @@ def flatten(d: dict, prefix: str = "") -> dict[str, str]:
         else:
             out[key] = redact(str(v))[:6000]
     return out
+
+
+DIGEST_CHARS = 36  # MLflow stores a dataset digest in at most 36 characters
+
+
+def log_dataset_inputs(cfg: MlflowConfig, run_id: str, *, dataset: str, manifest_uri: str, manifest_id: str,
+                       splits: dict[str, str]) -> None:
+    """The shards a run reads, as MLflow dataset inputs — the run page's "Datasets", ``run.inputs.dataset_inputs``:
+    one per split (``splits``: split → the role it plays, e.g. ``{"train": "train", "val": "val"}``), named
+    ``<dataset>/<split>``, its source the manifest's URI (absolute, without credentials), its digest the manifest id
+    (its first 36 characters) and its context (``mlflow.data.context``) the role. A split is a dataset of its own
+    because MLflow links one dataset to a run once; for the same reason a resumed run logs nothing new."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    from pipelines import storage
+
+    uri = storage.strip_credentials(storage.absolute(manifest_uri))
+    try:
+        with warnings.catch_warnings():  # "can be interpreted in multiple ways: LocalArtifactDatasetSource, …" (same)
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(uri)
+    except MlflowException as err:  # a scheme MLflow has no dataset source for: the i2i.dataset_* tags remain
+        logging.getLogger(__name__).warning("not logging %s as an MLflow dataset: %s", uri, err)
+        return
+    inputs = [DatasetInput(MetaDataset(source, name=f"{dataset}/{split}", digest=manifest_id[:DIGEST_CHARS]
+                                       )._to_mlflow_entity(),
+                           [InputTag(MLFLOW_DATASET_CONTEXT, role), InputTag("i2i.split", split)])
+              for split, role in splits.items()]
+    client(cfg).log_inputs(run_id, datasets=inputs)

@@ -120,4 +120,5 @@ def test_credentials_in_uris_are_used_but_never_written(ray_cluster, s3_endpoint
     assert grep_files(state) == [] and grep_files(tmp_path / "runs") == []  # markers, summary, lease
     assert grep_s3(f"{prefix}/shards") == []  # manifests (and shards)
     assert SECRET not in json.dumps({"params": run.data.params, "tags": run.data.tags})
+    assert run.inputs.dataset_inputs and SECRET not in json.dumps([d.dataset.source for d in run.inputs.dataset_inputs])
     assert SECRET not in json.dumps(again)

@@ -41,6 +41,15 @@ def test_two_workers_from_s3_tracked_then_evaluated_registered_promoted(s3_pairs
     run = client.get_run(result.mlflow_run_id)
     assert run.data.params["loss_weights.l1"] == "50.0" and run.data.params["loss_weights.gan"] == "1.0"
     assert run.data.tags["i2i.dataset_id"] == result.dataset_id
+    # … and as the run's MLflow datasets (the run page's "Datasets"): each split, its manifest, id and role
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {"edges2photo/train", "edges2photo/val"}
+    for split, d in inputs.items():
+        assert d.dataset.digest == result.dataset_id[:36] and d.dataset.source_type == "s3"
+        assert json.loads(d.dataset.source) == {"uri": f"{s3_pairs}/manifest.json"}
+        assert {t.key: t.value for t in d.tags}["mlflow.data.context"] == split.split("/")[1]
+    found = client.search_runs([run.info.experiment_id], f"attributes.run_id = '{result.mlflow_run_id}'")
+    assert {d.dataset.name for d in found[0].inputs.dataset_inputs} == set(inputs)
     history = client.get_metric_history(result.mlflow_run_id, "val_l1")
     assert {h.step for h in history} == set(range(EPOCHS))
     for term in ("loss_gan", "loss_l1", "loss_d_real", "loss_d_fake", "images_per_s", "val_psnr", "val_ssim"):
