@@ -9,7 +9,10 @@ import urllib.request
 import pytest
 import yaml
 
+from pipelines.errors import I2IError
 from pipelines.shard import ShardConfig, run_shard
+from pipelines.tracking import MlflowConfig
+from pipelines.tune import TuneSection, run_tune
 from tests.conftest import ray_cli, ray_start, server, submit
 from tests.jobs.test_multinode import alive_nodes
 from tests.pipelines.test_tune import SPACE, TINY, train_cfg, trial_rows
@@ -59,7 +62,8 @@ def test_trials_wait_for_a_worker_that_joins_after_submission(empty_head, pairs,
     assert job.returncode == 0, job.stderr[-2000:]
     # before any worker exists the job waits for one trial's resources (0.5 CPU trial + 0.5 CPU of Ray Data tasks)
     deadline = time.time() + 90
-    while "waiting for the cluster to offer {CPU: 1}" not in (logs := ray_cli(dashboard, "logs", "tune-autoscale").stdout):
+    waiting = "waiting for the cluster to offer {CPU: 1}"
+    while waiting not in (logs := ray_cli(dashboard, "logs", "tune-autoscale").stdout):
         status = job_status(dashboard, "tune-autoscale")
         assert status in ("PENDING", "RUNNING"), f"the job ended ({status}) before a worker joined:\n{logs}"
         assert time.time() < deadline, f"the job never said what it waits for:\n{logs[-3000:]}"
@@ -85,26 +89,25 @@ def test_trials_wait_for_a_worker_that_joins_after_submission(empty_head, pairs,
     assert {row["worker_nodes"] for trial in rows for row in trial} == {worker}
 
 
-def test_trial_larger_than_every_node_type_is_refused_at_once(empty_head, pairs, tmp_path):
+def test_trial_larger_than_every_node_type_is_refused_at_once(ray_cluster, pairs, tmp_path):
     """With node types known (the cluster config an autoscaler reports to the GCS: here one group of 2-CPU nodes,
     at most 3), a trial with a 4-CPU worker can never be placed: refused before any wait or MLflow run."""
     from ray._raylet import GcsClient
     from ray.core.generated.autoscaler_pb2 import ClusterConfig, NodeGroupConfig
 
-    dashboard, gcs, _ = empty_head
-    client = GcsClient(address=gcs)  # what an autoscaler reports (ReportClusterConfig), read back by the job
+    client = GcsClient(address=ray_cluster)  # what an autoscaler reports (ReportClusterConfig), read back by the job
     client.report_cluster_config(ClusterConfig(node_group_configs=[
         NodeGroupConfig(name="cpu", resources={"CPU": 2}, max_count=3)]).SerializeToString())
+    cfg = TuneSection(search_space=SPACE, num_samples=1, cpus_per_trial=4, resource_wait_s=240,
+                      storage_path=str(tmp_path / "tune"))
+    started = time.monotonic()
     try:
-        cfg = job_config(tmp_path / "big.yaml", pairs, tmp_path, num_samples=1, cpus_per_trial=4, name="too-big",
-                         resource_wait_s=240)
-        started = time.monotonic()
-        r = submit(dashboard, "python", "-m", "jobs.tune", "--config", cfg, timeout=120)
+        with pytest.raises(I2IError, match=r"^one trial \(1 worker\(s\) × 4 CPU \+ 0.5 CPU for its Ray Data tasks\) "
+                                           r"asks for \{CPU: 4\} on one node, more than any node type of this "
+                                           r"cluster offers \(\{CPU: 2\}\)"):
+            run_tune(model="pix2pix", model_args=TINY, loss_weights={}, train=train_cfg(pairs, tmp_path), cfg=cfg,
+                     mlflow=MlflowConfig(tracking_uri=f"sqlite:///{tmp_path}/m.db"))
     finally:
         client.report_cluster_config(ClusterConfig().SerializeToString())  # node types unknown again
-    out = r.stdout + r.stderr
-    assert r.returncode != 0, out[-3000:]
-    assert "one trial (1 worker(s) × 4 CPU + 0.5 CPU for its Ray Data tasks) asks for {CPU: 4} on one node, more " \
-           "than any node type of this cluster offers ({CPU: 2})" in out, out[-3000:]
-    assert "waiting for the cluster" not in out
-    assert time.monotonic() - started < 120  # not the 240 s wait
+    assert time.monotonic() - started < 30  # not the 240 s wait
+    assert not (tmp_path / "m.db").exists()  # no MLflow run was started
