@@ -51,6 +51,19 @@ REASON_LIMIT = 1000  # characters of a reason kept in the history (the version's
 LEASE_SUFFIX = ".champion-lease"
 LEASE_TTL_S = 120.0  # a lease this old is a crashed mover's: the critical section takes seconds
 LEASE_WAIT_S = 150.0  # how long a mover waits for a held lease (longer than the TTL: a stale one gets broken)
+LEASE_TTL_ENV = "I2I_CHAMPION_LEASE_TTL_S"  # overrides LEASE_TTL_S (the wait stays TTL + 30 s)
+
+
+def lease_ttl_s() -> float:
+    """The age after which a champion lease is a crashed mover's (``$I2I_CHAMPION_LEASE_TTL_S``, else 120 s)."""
+    raw = os.environ.get(LEASE_TTL_ENV)
+    try:
+        ttl = float(raw) if raw else LEASE_TTL_S
+    except ValueError:
+        raise RegistryError(f"{LEASE_TTL_ENV}={raw!r} is not a number of seconds") from None
+    if ttl <= 0:
+        raise RegistryError(f"{LEASE_TTL_ENV}={raw!r} must be > 0")
+    return ttl
 
 
 def utc_now() -> str:
@@ -80,11 +93,12 @@ def lease_name(name: str) -> str:
 
 
 @contextmanager
-def lease(c, name: str, purpose: str, wait_s: float = LEASE_WAIT_S) -> Iterator[None]:
+def lease(c, name: str, purpose: str, wait_s: float | None = None) -> Iterator[None]:
     """Hold the exclusive right to change ``name``'s champion (see the module docstring)."""
     held_name, token = lease_name(name), uuid.uuid4().hex
     holder = f"{whoami()}@{socket.gethostname()} pid {os.getpid()}"
-    deadline = time.monotonic() + wait_s
+    ttl = lease_ttl_s()
+    deadline = time.monotonic() + (wait_s if wait_s is not None else ttl + LEASE_WAIT_S - LEASE_TTL_S)
     while True:
         try:
             c.create_registered_model(held_name, tags={"i2i.lease.token": token, "i2i.lease.holder": holder,
@@ -101,7 +115,7 @@ def lease(c, name: str, purpose: str, wait_s: float = LEASE_WAIT_S) -> Iterator[
                 continue  # released between our two calls
             raise
         age = time.time() - held.creation_timestamp / 1000
-        if age > LEASE_TTL_S:
+        if age > ttl:
             log.warning("breaking the stale champion lease of %s (held by %s for %.0f s)", name,
                         held.tags.get("i2i.lease.holder"), age)
             _delete(c, held_name)
@@ -118,9 +132,9 @@ def lease(c, name: str, purpose: str, wait_s: float = LEASE_WAIT_S) -> Iterator[
         try:
             if c.get_registered_model(held_name).tags.get("i2i.lease.token") == token:
                 c.delete_registered_model(held_name)
-        except Exception as err:  # noqa: BLE001 - it expires after LEASE_TTL_S
+        except Exception as err:  # noqa: BLE001 - it expires after the TTL
             log.warning("could not release the champion lease '%s' (%s); it expires after %.0f s", held_name, err,
-                        LEASE_TTL_S)
+                        ttl)
 
 
 def _delete(c, registered_name: str) -> None:
