@@ -215,8 +215,12 @@ def read_split(manifest: str, split: str, *, domain: str | None = None, seed: in
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     shuffle = FileShuffleConfig(seed=seed, reseed_after_execution=True) if seed is not None else None
     skip_log = _skip_log_class().remote()
-    ds = ray.data.read_webdataset(paths, filesystem=fs, decoder=None, shuffle=shuffle, num_cpus=TASK_CPUS).map_batches(
-        _decode_batch, batch_format="numpy", zero_copy_batch=False, num_cpus=TASK_CPUS,
+    # at most one read/decode task per cluster CPU at a time: more only start more worker processes that share the
+    # same CPUs, and the first batch (in shard order) then waits for all of them
+    concurrency = max(2, int(ray.cluster_resources().get("CPU", 0)))
+    ds = ray.data.read_webdataset(paths, filesystem=fs, decoder=None, shuffle=shuffle, num_cpus=TASK_CPUS,
+                                  concurrency=concurrency).map_batches(
+        _decode_batch, batch_format="numpy", zero_copy_batch=False, num_cpus=TASK_CPUS, concurrency=concurrency,
         fn_kwargs={"paired": m.data_mode == "paired", "domain_index": domain_index, "with_keys": with_keys,
                    "skip_log": skip_log, "max_bytes": max_sample_bytes, "max_pixels": max_sample_pixels},
     )
