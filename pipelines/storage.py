@@ -318,10 +318,14 @@ def list_files(uri: str) -> list[FileEntry]:
             return []
         infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
     out = []
+    prefix = root.replace(os.sep, "/").rstrip("/") + "/"
     for info in infos:
         if info.type != pafs.FileType.File:
             continue
-        rel = posixpath.relpath(info.path.replace(os.sep, "/"), root.replace(os.sep, "/"))
+        # by prefix, not posixpath.relpath: that resolves relative (S3 "bucket/key") paths against the process's
+        # working directory, which a Ray job's may no longer have
+        path = info.path.replace(os.sep, "/")
+        rel = path[len(prefix):] if path.startswith(prefix) else posixpath.relpath(path, prefix)
         mtime = info.mtime_ns if info.mtime_ns is not None else 0
         out.append(FileEntry(rel, int(info.size or 0), int(mtime)))
     return sorted(out, key=lambda e: e.relpath)
