@@ -188,13 +188,15 @@ class ShardDataset:
 
 def read_split(manifest: str, split: str, *, domain: str | None = None, seed: int | None = None,
                verify_shards: bool = True, with_keys: bool = False, max_sample_bytes: int = MAX_SAMPLE_BYTES,
-               max_sample_pixels: int = MAX_SAMPLE_PIXELS) -> ShardDataset:
+               max_sample_pixels: int = MAX_SAMPLE_PIXELS, task_cpus: float = TASK_CPUS) -> ShardDataset:
     """A Ray Dataset over one split (optionally one domain) of a sharded dataset.
 
     ``seed`` shuffles the shard order deterministically (and differently each epoch); with ``seed=None`` the order
     is the manifest's. Execution preserves order so the same seed gives the same stream. Columns: ``input`` and
     ``target`` (paired) or ``image`` and ``domain`` (int64), uint8 HWC images; plus ``key`` with ``with_keys``.
     A sample image over ``max_sample_bytes`` / ``max_sample_pixels`` is skipped (``skipped()``) undecoded.
+    ``task_cpus``: what each read/decode task asks for; 0 for a dataset consumed inside a task that already holds
+    the CPUs its reads use (else reads wait for CPUs that such tasks hold, and none finishes).
     """
     import ray
     from ray.data.datasource import FileShuffleConfig
@@ -218,9 +220,9 @@ def read_split(manifest: str, split: str, *, domain: str | None = None, seed: in
     # at most one read/decode task per cluster CPU at a time: more only start more worker processes that share the
     # same CPUs, and the first batch (in shard order) then waits for all of them
     concurrency = max(2, int(ray.cluster_resources().get("CPU", 0)))
-    ds = ray.data.read_webdataset(paths, filesystem=fs, decoder=None, shuffle=shuffle, num_cpus=TASK_CPUS,
+    ds = ray.data.read_webdataset(paths, filesystem=fs, decoder=None, shuffle=shuffle, num_cpus=task_cpus,
                                   concurrency=concurrency).map_batches(
-        _decode_batch, batch_format="numpy", zero_copy_batch=False, num_cpus=TASK_CPUS, concurrency=concurrency,
+        _decode_batch, batch_format="numpy", zero_copy_batch=False, num_cpus=task_cpus, concurrency=concurrency,
         fn_kwargs={"paired": m.data_mode == "paired", "domain_index": domain_index, "with_keys": with_keys,
                    "skip_log": skip_log, "max_bytes": max_sample_bytes, "max_pixels": max_sample_pixels},
     )

@@ -28,6 +28,7 @@ does.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -41,7 +42,8 @@ from pydantic import Field, field_validator
 
 from i2i_models.base import I2IModel
 from pipelines import metrics, storage, tracking
-from pipelines.data import ShardDataset, read_split, to_model_batch
+from pipelines.data import ShardDataset, to_model_batch
+from pipelines.data import read_split as _read_split
 from pipelines.manifest import read_manifest
 from pipelines.schema import StrictModel
 
@@ -349,8 +351,11 @@ def _finish(model: I2IModel, acc: dict, cfg: EvaluateConfig, domains: list[str])
 
 
 def _read(model: I2IModel, dataset: str, split: str, cfg: EvaluateConfig) -> tuple[list[ShardDataset], list[str]]:
-    """The (lazy) datasets a data mode's evaluation reads, and the dataset's domains."""
+    """The (lazy) datasets a data mode's evaluation reads, and the dataset's domains. They are read inside the
+    evaluation tasks, whose CPUs cover their reads: read tasks ask for none (else evaluation tasks holding every CPU
+    would wait for reads that wait for a CPU)."""
     names = read_manifest(dataset).domains
+    read_split = functools.partial(_read_split, task_cpus=0)
     if model.data_mode == "paired":
         return [read_split(dataset, split)], names
     if model.data_mode == "unpaired":
@@ -377,8 +382,14 @@ def evaluate_model(model: I2IModel, dataset: str, cfg: EvaluateConfig) -> EvalRe
         log.info("evaluate.domain_classifier is not set: conditional IS / IS are not computed")
     task = ray.remote(_eval_part).options(num_cpus=cfg.cpus_per_worker, num_gpus=1 if gpu else 0)
     model_ref = ray.put(model)
-    acc = _merge(ray.get([task.remote(model_ref, model.data_mode, data, cfg, i, cfg.workers, cfg.cpus_per_worker)
-                          for i in range(cfg.workers)]))
+    refs = [task.remote(model_ref, model.data_mode, data, cfg, i, cfg.workers, cfg.cpus_per_worker)
+            for i in range(cfg.workers)]
+    try:
+        acc = _merge(ray.get(refs))
+    except BaseException:  # no evaluation task outlives the evaluation that started it
+        for ref in refs:
+            ray.cancel(ref, force=True)
+        raise
     n = int(acc["n"])
     if n == 0:
         raise ValueError(f"split '{split}' of {dataset} yielded no samples")

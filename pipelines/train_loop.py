@@ -249,7 +249,10 @@ def set_threads(rank: int) -> int:
     the whole CPUs only, so a worker holding 1.75 CPU would otherwise run torch on one thread); logged."""
     import ray
 
-    held = ray.get_runtime_context().get_assigned_resources().get("CPU", 0.0) if ray.is_initialized() else 0.0
+    try:  # a Ray worker (Train worker, Tune trial) holds CPUs; a driver running the loop itself (tests) holds none
+        held = ray.get_runtime_context().get_assigned_resources().get("CPU", 0.0) if ray.is_initialized() else 0.0
+    except AssertionError:
+        held = 0.0
     threads = max(1, round(held)) if held else torch.get_num_threads()
     torch.set_num_threads(threads)
     print(f"[i2i] rank {rank}: torch on {threads} thread{'s' * (threads > 1)} (the worker holds {held:g} CPU)",

@@ -143,10 +143,15 @@ def test_s3_down_during_checkpoint_upload_and_mlflow_logging(ray_head, s3_proxy,
     (run_dir,) = run_dirs(runs)
     figures["checkpoint_epochs"] = assert_every_checkpoint_loads(run_dir)
     figures["restarts"] = restarts("".join(a.stdout for a in attempts))
+    # an attempt that gave up: its controller died (Ray Train does not retry that), possibly before it recorded the
+    # checkpoints its workers had written, so the resubmission may redo up to what that attempt had done
+    gave_up_epochs = sum(len(set(re.findall(r"\[i2i\] epoch (\d+) done", a.stdout))) for a in attempts[:-1])
+    figures["epochs_done_by_attempts_that_gave_up"] = gave_up_epochs
     client = mlflow.MlflowClient(proxied_mlflow.uri)
     redone, logged = redone_epochs(client, summary["mlflow_run_id"])
     figures["epochs_redone"] = redone
-    assert logged == list(range(EPOCHS)) and redone <= figures["restarts"]  # a restart redoes the epoch in flight
+    assert logged == list(range(EPOCHS))
+    assert redone <= figures["restarts"] + gave_up_epochs  # a restart redoes the epoch in flight
     grids = [a.path for a in client.list_artifacts(summary["mlflow_run_id"], "images")]
     assert grids, "no sample grid reached the artifact store"
 
