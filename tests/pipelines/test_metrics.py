@@ -240,8 +240,8 @@ def test_validation_across_ranks_combines_statistics_to_the_single_process_kid(t
 
     mp.spawn(_validate_rank, args=(2, f"file://{tmp_path}/init", str(tmp_path / "two")), nprocs=2)
     _validate_rank(0, 1, "", str(tmp_path / "one"))
-    two = [torch.load(tmp_path / f"two.{r}") for r in range(2)]
-    one = torch.load(tmp_path / "one.0")
+    two = [torch.load(tmp_path / f"two.{r}", weights_only=True) for r in range(2)]
+    one = torch.load(tmp_path / "one.0", weights_only=True)
     assert two[0]["val_kid"] == two[1]["val_kid"] == pytest.approx(one["val_kid"], rel=1e-5, abs=1e-7)
     torch.manual_seed(0)
     model = get_model("cyclegan", **TINY["cyclegan"]).eval()
