@@ -65,6 +65,9 @@ class I2IModel(nn.Module):
     inference_nets: ClassVar[tuple[str, ...]]  # what ``export`` keeps
     Config: ClassVar[type]
     multimodal: ClassVar[bool] = False  # translate() draws a style (seed / reference): many outputs per input
+    # single-domain families (data mode "single"): does translate(x) reconstruct x through a code (x → z → x')?
+    # Families that only generate (GAN) have no translate; every single-domain family has sample()
+    encodes: ClassVar[bool] = False
     # Config keys that configs saved by earlier versions may carry and that no longer mean anything: dropped by
     # from_pretrained (a checkpoint stays loadable), rejected everywhere else like any unknown key
     legacy_config_keys: ClassVar[frozenset[str]] = frozenset()
@@ -119,6 +122,11 @@ class I2IModel(nn.Module):
     def translate(self, x: torch.Tensor, **condition: Any) -> torch.Tensor:
         raise NotImplementedError
 
+    def sample(self, n: int, *, seed: int | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
+        """``n`` new images (N, 3, H, W) in [-1, 1] drawn from the prior, reproducibly for one ``seed``
+        (single-domain families)."""
+        raise NotImplementedError(f"model '{self.name}' does not sample from a prior")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # so a logged model serves like any nn.Module
         return self.translate(x)
 
@@ -132,6 +140,8 @@ class I2IModel(nn.Module):
             return {"input": img(), "target": img()}
         if self.data_mode == "unpaired":
             return {"real_a": img(), "real_b": img()}
+        if self.data_mode == "single":
+            return {"image": img()}
         if self.data_mode == "labeled":  # a source image and its domain; two references of the target domain
             domain = lambda: torch.randint(0, self.config.num_domains, (n,), generator=generator).to(device)  # noqa
             return {"image": img(), "domain": domain(), "ref": img(), "ref2": img(), "ref_domain": domain()}
