@@ -2,11 +2,18 @@
 
 ``--config FILE`` plus dotted overrides ``--set shard.num_shards=8`` (values parsed as YAML). An unknown key, a wrong
 type or a missing required value is rejected before any work starts, naming the key and the valid choices.
+
+Local paths. A relative local path in a config (``shard.source: data/demo/edges2photo``) is made absolute when the
+config is loaded, against the current directory — which ``--base-dir DIR`` sets to the checkout a job was submitted
+from. ``ray job submit --working-dir .`` runs the job (and its Ray tasks and workers) in temporary copies of the
+code, where ``data/`` is not; ``i2i schedule print`` and the README's submit lines pass ``--base-dir`` so the paths
+mean what they meant where the command was typed.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import yaml
@@ -58,6 +65,16 @@ class PipelineConfig(StrictModel):
         """The keyword arguments that name one training run (model, its args, weights, train section)."""
         return {"model": self.model.name, "model_args": self.model.args, "loss_weights": self.loss_weights,
                 "train": self.require("train")}
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _evaluate_domain(cls, data):
+        """``evaluate.domain`` defaults to ``train.domain`` (a single-domain family is evaluated on what it learned)."""
+        train, ev = (data.get(k) if isinstance(data, dict) else None for k in ("train", "evaluate"))
+        if isinstance(train, dict) and train.get("domain") is not None and (ev is None or isinstance(ev, dict)) \
+                and (ev or {}).get("domain") is None:
+            data = {**data, "evaluate": {**(ev or {}), "domain": train["domain"]}}
+        return data
 
     @pydantic.model_validator(mode="after")
     def _check_model_names(self):
@@ -135,10 +152,55 @@ def load_dict(path: str | Path | None, overrides: list[str] = ()) -> dict:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> PipelineConfig:
-    return validate(PipelineConfig, load_dict(path, overrides))
+    return absolute_paths(validate(PipelineConfig, load_dict(path, overrides)))
+
+
+# (section, field) of every config value that names a file or folder: a relative one is a local path
+PATH_FIELDS = {"shard": ("source", "output"), "train": ("dataset", "storage_path"),
+               "evaluate": ("dataset", "inception_weights", "lpips_weights", "domain_classifier"),
+               "tune": ("storage_path",)}
+
+
+def absolute_path(value: str | None) -> str | None:
+    """``value`` made absolute against the current directory when it is a relative local path (``~`` expanded);
+    URIs (``s3://…``, ``file://…``) and absolute paths unchanged."""
+    if not value or "://" in value:
+        return value
+    return os.path.abspath(os.path.expanduser(value))
+
+
+def absolute_paths(cfg: PipelineConfig) -> PipelineConfig:
+    """``cfg`` with every relative local path of :data:`PATH_FIELDS` (and each ``model.args`` value named
+    ``*_weights``) absolute: Ray tasks and Train workers run in other directories than the driver, and read them
+    as given."""
+    update: dict = {}
+    for section, fields in PATH_FIELDS.items():
+        value = getattr(cfg, section)
+        if value is not None:
+            changed = {f: absolute_path(getattr(value, f)) for f in fields}
+            update[section] = value.model_copy(update=changed)
+    args = {k: absolute_path(v) if k.endswith("_weights") and isinstance(v, str) else v
+            for k, v in cfg.model.args.items()}
+    update["model"] = cfg.model.model_copy(update={"args": args})
+    return cfg.model_copy(update=update)
+
+
+class _BaseDir(argparse.Action):
+    """``--base-dir DIR``: work from DIR (relative paths in the config, the schedule and ``--set`` resolve there)."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        if not os.path.isdir(value):
+            parser.error(f"--base-dir {value}: no such folder on this machine ({os.uname().nodename}); the job "
+                         "resolves relative paths there — submit from a checkout this machine can read, or use "
+                         "absolute or s3:// paths in the config and drop --base-dir")
+        os.chdir(value)
+        setattr(namespace, self.dest, os.path.abspath(value))
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML config (see jobs/configs/)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="dotted override, e.g. --set shard.num_shards=8 (repeatable)")
+    parser.add_argument("--base-dir", action=_BaseDir, metavar="DIR",
+                        help="resolve relative paths (config file, its local paths, --set) against DIR: the "
+                        "checkout a `ray job submit --working-dir .` came from (default: the current directory)")

@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import Field, PrivateAttr, field_validator
 
 from pipelines import lease, storage, tracking
-from pipelines.config import PipelineConfig, load_dict, apply_override, set_path
+from pipelines.config import PipelineConfig, absolute_path, absolute_paths, apply_override, load_dict, set_path
 from pipelines.errors import I2IError, user_error
 from pipelines.evaluate import EvalResult, run_evaluate
 from pipelines.promote import PromoteConfig, PromoteResult, run_promote
@@ -278,6 +278,7 @@ class Schedule(StrictModel):
 
 def load_schedule(path: str) -> Schedule:
     schedule = validate(Schedule, load_dict(path))
+    schedule = schedule.model_copy(update={"state": absolute_path(schedule.state)})
     schedule._folder = os.path.dirname(os.path.abspath(path))
     return schedule
 
@@ -294,7 +295,7 @@ def model_config(schedule: Schedule, entry: ScheduledModel, overrides: list[str]
         set_path(data, "promote.metric", entry.promote_metric)
     if entry.tune is not None:
         set_path(data, "tune.enabled", entry.tune)
-    return validate(PipelineConfig, data)
+    return absolute_paths(validate(PipelineConfig, data))
 
 
 def _outcome(name: str, result: dict, steps: Steps) -> dict:

@@ -16,18 +16,20 @@ import shlex
 from pipelines.nightly import Schedule
 
 
-def submit_command(*, schedule_file: str, address: str, ray_bin: str = "ray", date: str = "$d") -> str:
-    """The shell command one firing runs (``$d`` is the date the firing computes)."""
+def submit_command(*, schedule_file: str, address: str, workdir: str, ray_bin: str = "ray", date: str = "$d") -> str:
+    """The shell command one firing runs from ``workdir`` (``$d`` is the date the firing computes). The job runs in
+    Ray's copy of the working dir; ``--base-dir`` points its relative paths (the schedule, the configs' data and
+    state folders) back at the checkout, where the data is."""
     q = shlex.quote
     return (f"{q(ray_bin)} job submit --address {q(address)} --submission-id nightly-{date} "
             f"--runtime-env infra/runtime_env.yaml --working-dir . "
-            f"-- python -m jobs.nightly --schedule {q(schedule_file)} --date {date}")
+            f"-- python -m jobs.nightly --base-dir {q(workdir)} --schedule {q(schedule_file)} --date {date}")
 
 
 def cron_entry(schedule: Schedule, *, schedule_file: str, address: str, workdir: str, ray_bin: str = "ray") -> str:
     hour, minute = (int(x) for x in schedule.time.split(":"))
     line = f"cd {shlex.quote(workdir)} && d=$(date +%F) && " + submit_command(
-        schedule_file=schedule_file, address=address, ray_bin=ray_bin)
+        schedule_file=schedule_file, address=address, workdir=workdir, ray_bin=ray_bin)
     return (f"# i2i nightly at {schedule.time} (host's local time); cron mails the job's output and summary\n"
             f"{minute} {hour} * * * " + line.replace("%", "\\%"))  # cron reads a bare % as a newline
 
@@ -35,7 +37,8 @@ def cron_entry(schedule: Schedule, *, schedule_file: str, address: str, workdir:
 def systemd_units(schedule: Schedule, *, schedule_file: str, address: str, workdir: str,
                   ray_bin: str = "ray") -> dict[str, str]:
     """``i2i-nightly.service`` and ``i2i-nightly.timer`` (systemd expands ``$`` and ``%`` itself: doubled)."""
-    command = "d=$(date +%F); exec " + submit_command(schedule_file=schedule_file, address=address, ray_bin=ray_bin)
+    command = "d=$(date +%F); exec " + submit_command(schedule_file=schedule_file, address=address, workdir=workdir,
+                                                      ray_bin=ray_bin)
     escaped = command.replace("%", "%%").replace("$", "$$").replace("'", "'\\''")
     service = ("[Unit]\nDescription=i2i nightly retraining (ray job submit)\nWants=network-online.target\n"
                "After=network-online.target\n\n[Service]\nType=oneshot\n"

@@ -194,3 +194,49 @@ def gate_holds(client, mlflow_server: str, shards: str, tmp_path, name: str, pre
     assert client.get_model_version_by_alias(name, "champion").version == champion_before
     tags = client.get_model_version(name, reg.version).tags
     assert tags["promotion.decision"] == "kept" and "l1" in tags["promotion.reason"]
+
+
+def test_shipped_schedule_runs_from_its_printed_cron_command(ray_head, demo_root, tmp_path):
+    """`jobs/configs/nightly.yaml` as shipped (relative data paths), fired through the exact command `i2i schedule
+    print` emits for a checkout: the job runs in Ray's copy of the working dir, yet shards the checkout's data into
+    the checkout's state folder. (The run is stopped once its first step has succeeded: training is tested above.)"""
+    checkout = tmp_path / "checkout"  # a user's checkout: the project's files and the demo data in data/demo
+    shutil.copytree(REPO, checkout, ignore=shutil.ignore_patterns(".venv", ".git", "data", "__pycache__", "*.egg-info",
+                                                                  ".pytest_cache", "mlruns"))
+    shutil.copytree(demo_root, checkout / "data" / "demo")
+    printed = subprocess.run([sys.executable, "-m", "jobs.schedule", "--address", ray_head], cwd=checkout,
+                             capture_output=True, text=True, check=True).stdout
+    cron = printed.splitlines()[-1].split(" ", 5)[5].replace("\\%", "%")
+    assert cron.startswith(f"cd {checkout} && ") and "--schedule jobs/configs/nightly.yaml" in cron
+    date = "2031-09-11"
+    job = subprocess.Popen(["sh", "-c", cron.replace("d=$(date +%F)", f"d={date}")], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    marker = checkout / "data" / "nightly" / date / "pix2pix-edges2photo" / "shard.json"
+    try:
+        deadline = time.time() + 240
+        while not marker.exists():
+            assert job.poll() is None, job.communicate()[0][-4000:]  # the job ended before its shard step succeeded
+            assert time.time() < deadline, "the shard step did not finish in 240 s"
+            time.sleep(2)
+    finally:
+        ray_cli(ray_head, "stop", f"nightly-{date}")
+        job.communicate(timeout=120)
+    shard = json.loads(marker.read_text())["result"]
+    assert shard["output"] == str(checkout / "data" / "nightly" / "shards" / "edges2photo" / date)
+    assert shard["samples"]["train"] > 0
+    assert (checkout / "data" / "nightly" / "shards" / "edges2photo" / date / "manifest.json").exists()
+
+
+def test_a_job_run_by_a_python_without_the_project_says_how_to_start_the_head():
+    """A head started from `.venv/bin/ray` without the venv on PATH runs entrypoints with the system `python`:
+    the job fails at once, saying so (here: the project's Python without its site-packages)."""
+    out = subprocess.run([sys.executable, "-S", "-m", "jobs.nightly", "--help"], cwd=REPO, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2 and out.stdout == ""
+    assert "cannot run i2i jobs: it lacks" in out.stderr and "ray start --head" in out.stderr
+
+
+def test_base_dir_must_exist_where_the_job_runs(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "jobs.nightly", "--base-dir", str(tmp_path / "nope"), "--config",
+                          "jobs/configs/quickstart.yaml"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and f"--base-dir {tmp_path / 'nope'}: no such folder" in out.stderr

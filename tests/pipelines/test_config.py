@@ -1,3 +1,4 @@
+import os
 import pytest
 
 from pipelines.config import load_config
@@ -65,3 +66,20 @@ def test_configs_shipped_with_jobs_validate():
         for entry in schedule.models:
             cfg = model_config(schedule, entry)
             assert cfg.promote.metric == entry.promote_metric and cfg.mlflow.experiment == "i2i-nightly"
+
+
+def test_relative_local_paths_become_absolute_uris_stay(tmp_path, monkeypatch):
+    """Ray tasks and Train workers run in other directories than the job: the config they get holds absolute
+    paths, resolved where the job runs (its --base-dir)."""
+    from pipelines.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(None, ["shard.source=data/src", "shard.output=s3://bucket/shards", "train.dataset=shards/x",
+                             "evaluate.inception_weights=~/w.pth", "model.name=munit",
+                             "model.args.vgg_weights=vgg.pth"])
+    assert cfg.shard.source == str(tmp_path / "data" / "src") and cfg.shard.output == "s3://bucket/shards"
+    assert cfg.train.dataset == str(tmp_path / "shards" / "x")
+    assert cfg.train.storage_path == str(tmp_path / "data" / "ray_results")  # defaults too
+    assert cfg.tune.storage_path == str(tmp_path / "data" / "tune")
+    assert cfg.evaluate.inception_weights == os.path.expanduser("~/w.pth")
+    assert cfg.model.args["vgg_weights"] == str(tmp_path / "vgg.pth")

@@ -57,7 +57,9 @@ def test_cron_and_systemd_entries_submit_with_the_date_as_submission_id(tmp_path
     out = subprocess.run(["sh", "-c", shell], capture_output=True, text=True, check=True).stdout.splitlines()
     fired = out[-1]  # the date the firing computed: today's, also when the test runs across midnight
     assert fired in {before, today()} and out[out.index("--submission-id") + 1] == f"nightly-{fired}"
-    assert out[out.index("--schedule"):] == ["--schedule", "my schedule.yaml", "--date", fired]
+    # relative paths of the job resolve against the checkout the entry cds to, not Ray's copy of the working dir
+    assert out[out.index("--base-dir"):] == ["--base-dir", "/srv/i2i", "--schedule", "my schedule.yaml", "--date",
+                                             fired]
 
     units = systemd_units(schedule, **where)
     assert "OnCalendar=*-*-* 03:45:00\nPersistent=true" in units["i2i-nightly.timer"]
@@ -65,7 +67,8 @@ def test_cron_and_systemd_entries_submit_with_the_date_as_submission_id(tmp_path
     # systemd turns $$ into $ and %% into %: undone, it is the same command cron runs
     assert exec_line.replace("$$", "$").replace("%%", "%").endswith(
         "'d=$(date +%F); exec ray job submit --address http://head:8265 --submission-id nightly-$d --runtime-env "
-        "infra/runtime_env.yaml --working-dir . -- python -m jobs.nightly --schedule '\\''my schedule.yaml'\\'' "
+        "infra/runtime_env.yaml --working-dir . -- python -m jobs.nightly --base-dir /srv/i2i --schedule "
+        "'\\''my schedule.yaml'\\'' "
         "--date $d'")
 
 
