@@ -24,9 +24,12 @@ def init_ray(cfg: RayConfig | None = None) -> None:
     import ray
     import ray.data
 
+    from pipelines.progress import bars_for_terminal_only
+
     # an error raised in a Ray Data task (a StorageError writing a shard, …) reaches the driver as itself, not as
     # Ray Data's generic UserCodeException (which drops it): the job prints its message and exits 2
     ray.data.DataContext.get_current().raise_original_map_exception = True
+    bars_for_terminal_only()
     if ray.is_initialized():
         return
     cfg = cfg or RayConfig()

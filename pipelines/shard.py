@@ -37,6 +37,7 @@ from pydantic import Field, field_validator
 from pipelines import importers, storage
 from pipelines.errors import DatasetError
 from pipelines.importers import Layout, Skipped
+from pipelines.progress import Progress
 from pipelines.manifest import (
     FORMAT, IMAGE_COLUMNS, PAIRED_COLUMNS, Manifest, ShardEntry, SkippedFile, SourceInfo, SplitEntry, content_id,
     load_manifest, manifest_uri, read_manifest, versions_of, write_manifest,
@@ -267,7 +268,12 @@ def _write(cfg: ShardConfig, listing: importers.SourceListing, plan_id: str, out
         fn_kwargs={"cfg_json": task_cfg.model_dump_json(), "source": cfg.source, "root": listing.root,
                    "paired": paired},
     )  # a task lost with its worker is retried by Ray Data and rewrites the same shard
-    rows = sorted(ds.take_all(), key=lambda r: r["shard"])
+    progress = Progress(f"shard {cfg.dataset_name()}", len(listing.files), "files", logger=log)
+    rows = []
+    for row in ds.iter_rows():  # as each shard is written
+        rows.append(row)
+        progress.update(row["samples"] + len(json.loads(row["skipped"])))  # its files: written or skipped
+    rows.sort(key=lambda r: r["shard"])
 
     skipped = list(listing.skipped) + [Skipped(p, r) for row in rows for p, r in json.loads(row["skipped"])]
     if sum(r["samples"] for r in rows) == 0:

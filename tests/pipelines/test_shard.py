@@ -56,11 +56,15 @@ def dirty_pairs(demo_root, tmp_path):
     return src, n_good
 
 
-def test_local_round_trip_with_bad_files(ray_cluster, dirty_pairs, tmp_path):
+def test_local_round_trip_with_bad_files(ray_cluster, dirty_pairs, tmp_path, caplog):
     src, n_good = dirty_pairs
     out = tmp_path / "shards"
     cfg = ShardConfig(source=str(src), output=str(out), load_size=32, num_shards=3, max_pixels=40_000)
+    caplog.set_level("INFO", logger="pipelines.shard")
     r = run_shard(cfg)
+    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"shard {cfg.dataset_name()}: ")]
+    assert progress and progress[-1].startswith(f"shard {cfg.dataset_name()}: ")  # files done/total, no bars
+    assert "(100%)" in progress[-1] and "files/s" in progress[-1]
     m = read_manifest(str(out))
     assert r.samples["train"] == n_good == m.splits["train"].samples
     assert m.data_mode == "paired" and m.columns == ["input.png", "target.png"]
