@@ -47,5 +47,5 @@ def get_model(name: str, *, loss_weights: Mapping[str, float] | None = None, **c
 
 def _import_families() -> None:
     from i2i_models import (  # noqa: F401  (registers on import)
-        ae, cyclegan, discogan_dualgan, gan, munit, pix2pix, stargan_v2, unit, vae,
+        aae, ae, ali, avb, cyclegan, discogan_dualgan, gan, munit, pix2pix, stargan_v2, unit, vae, vae_gan,
     )

@@ -2,6 +2,7 @@
 defaults, each objective against a hand computation on a tiny batch, reproducible sampling and deterministic
 reconstruction. Tiny configs: 16 px, nz 8, 4 channels, one intra-op thread (conftest)."""
 
+import copy
 import math
 
 import pytest
@@ -14,7 +15,8 @@ from i2i_models.registry import get_model
 from i2i_models.single_base import kl_standard_normal
 
 TINY = dict(image_size=16, nz=8, ngf=4, ndf=4)
-SINGLE = ("ae", "vae", "gan")
+TINY_EXTRA = {"vae_gan": dict(feature_layer=2), "aae": dict(d_hidden=16), "avb": dict(eps_dim=4, t_hidden=16, t_dim=8)}
+SINGLE = ("ae", "vae", "gan", "vae_gan", "aae", "avb", "ali")
 ENCODERS = tuple(n for n in SINGLE if n != "gan")
 
 # every network of every family at the standard configuration (64 px, nz 100, ngf = ndf = 64): the README table
@@ -22,6 +24,10 @@ STANDARD_COUNTS = {
     "ae": {"E": 3_576_676, "G": 3_576_704},
     "vae": {"E": 4_395_976, "G": 3_576_704},
     "gan": {"G": 3_576_704, "D": 2_765_568},
+    "vae_gan": {"E": 4_395_976, "G": 3_576_704, "D": 2_765_568},
+    "aae": {"E": 3_576_676, "G": 3_576_704, "D": 1_103_001},
+    "avb": {"E": 3_672_676, "G": 3_576_704, "T": 21_467_649},
+    "ali": {"E": 4_395_976, "G": 3_576_704, "D": 9_366_785},
 }
 
 
@@ -33,9 +39,13 @@ def images(n=3, size=16, seed=0):
     return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
 
-def tiny(name, **overrides):
+def tiny_config(name, **overrides):
+    return {**TINY, **TINY_EXTRA.get(name, {}), **overrides}
+
+
+def tiny(name, loss_weights=None, **overrides):
     torch.manual_seed(0)
-    m = get_model(name, **{**TINY, **overrides})
+    m = get_model(name, loss_weights=loss_weights, **tiny_config(name, **overrides))
     m.setup_optimizers()
     return m
 
@@ -78,9 +88,16 @@ def test_paper_defaults(name):
 
 
 def test_default_weights():
-    assert get_model("ae", **TINY).loss_weights == {"recon": 1.0}
-    assert get_model("vae", **TINY).loss_weights == {"kl": 1.0, "recon": 1.0}
-    assert get_model("gan", **TINY).loss_weights == {"gan": 1.0, "d_real": 1.0, "d_fake": 1.0}
+    assert get_model("ae", **tiny_config("ae")).loss_weights == {"recon": 1.0}
+    assert get_model("vae", **tiny_config("vae")).loss_weights == {"kl": 1.0, "recon": 1.0}
+    assert get_model("gan", **tiny_config("gan")).loss_weights == {"gan": 1.0, "d_real": 1.0, "d_fake": 1.0}
+    assert get_model("vae_gan", **tiny_config("vae_gan")).loss_weights == {"kl": 1.0, "recon": 1.0, "recon_dec": 1e-6, "gan": 1.0,
+                                                         "d_real": 1.0, "d_fake": 1.0, "d_recon": 1.0}
+    assert get_model("aae", **tiny_config("aae")).loss_weights == {"recon": 1.0, "gan": 1.0, "d_prior": 1.0, "d_code": 1.0}
+    assert get_model("avb", **tiny_config("avb")).loss_weights == {"kl": 1.0, "recon": 1.0, "t_posterior": 1.0, "t_prior": 1.0}
+    assert get_model("ali", **tiny_config("ali")).loss_weights == {"gan_x": 1.0, "gan_z": 1.0, "d_real": 1.0, "d_fake": 1.0}
+    assert get_model("aae").config.prior == "gaussian" and get_model("vae_gan").config.feature_layer == 3
+    assert get_model("ali").config.d_dropout == 0.2
 
 
 # --- each objective against a hand computation -------------------------------------------------------------------
@@ -183,3 +200,143 @@ def test_gan_has_no_translate():
     assert not m.encodes and m.inference_nets == ("G",)
     with pytest.raises(NotImplementedError, match=r"no encoder.*sample\(n, seed="):
         m.translate(images())
+
+
+def test_vae_gan_terms_are_the_hand_computation():
+    m = tiny("vae_gan", feature_layer=2)
+    x = images()
+    E, G, D = m.nets["E"], m.nets["G"], m.nets["D"]
+    with torch.no_grad():
+        mu, logvar = E(x).chunk(2, dim=1)
+        torch.manual_seed(3)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        z_p = torch.randn(3, 8)
+        x_rec, x_p = G(z), G(z_p)
+        dis_l = lambda img: D.features(img)[1][1]  # noqa: E731  the activation after D's 2nd stage
+        recon = ((dis_l(x) - dis_l(x_rec)) ** 2).sum(dim=(1, 2, 3)).mean()
+        gan = -F.logsigmoid(D(x_p)).mean() - F.logsigmoid(D(x_rec)).mean()
+        d = dict(d_real=-F.logsigmoid(D(x)).mean(), d_fake=F.softplus(D(x_p)).mean(),
+                 d_recon=F.softplus(D(x_rec)).mean())
+        kl = kl_standard_normal(mu, logvar)
+    torch.manual_seed(3)  # the same ε and z_p
+    out = m.train_step({"image": x}, 0).losses
+    expected = dict(kl=kl, recon=recon, recon_dec=recon, gan=gan, **d)
+    assert {k: pytest.approx(v.item(), rel=1e-4) for k, v in expected.items()} == out
+
+
+def _moved(m, net, **weights):
+    """Whether ``net``'s parameters change in one step with these weights."""
+    torch.manual_seed(0)
+    model = get_model(m, loss_weights=weights, **tiny_config(m))
+    model.setup_optimizers()
+    before = [p.clone() for p in model.nets[net].parameters()]
+    model.train_step({"image": images()}, 0)
+    return any(not torch.equal(p, b) for p, b in zip(model.nets[net].parameters(), before))
+
+
+def test_vae_gan_routes_each_term_to_its_network():
+    """The paper's update rules: Enc on prior + feature reconstruction (no GAN), Dec on γ·reconstruction − GAN."""
+    assert _moved("vae_gan", "E") and _moved("vae_gan", "G")
+    assert not _moved("vae_gan", "E", kl=0, recon=0)  # GAN and recon_dec do not reach E
+    assert not _moved("vae_gan", "G", recon_dec=0, gan=0)  # E's reconstruction does not reach G
+    assert _moved("vae_gan", "G", recon_dec=1, gan=0)
+
+
+def test_aae_d_tells_prior_samples_from_codes_and_e_fools_it():
+    m = tiny("aae", loss_weights={"recon": 0})  # E unchanged by the reconstruction phase
+    x = images()
+    E_before = copy.deepcopy(m.nets["E"])
+    with torch.no_grad():
+        z = E_before(x)
+        torch.manual_seed(4)
+        z_prior = torch.randn(3, 8)
+        d_prior = -F.logsigmoid(m.nets["D"](z_prior)).mean()  # prior samples are D's positives
+        d_code = F.softplus(m.nets["D"](z)).mean()  # −log(1 − D(E(x)))
+    torch.manual_seed(4)
+    out = m.train_step({"image": x}, 0).losses
+    assert out["d_prior"] == pytest.approx(d_prior.item(), rel=1e-5)
+    assert out["d_code"] == pytest.approx(d_code.item(), rel=1e-5)
+    with torch.no_grad():  # E's loss: −log D(E(x)) against the D after its step
+        gan = -F.logsigmoid(m.nets["D"](z)).mean()
+    assert out["gan"] == pytest.approx(gan.item(), rel=1e-5)
+    full = tiny("aae")
+    with torch.no_grad():
+        recon = ((full.nets["G"](full.nets["E"](x)) - x) ** 2).sum(dim=(1, 2, 3)).mean()
+    assert full.train_step({"image": x}, 0).losses["recon"] == pytest.approx(recon.item(), rel=1e-5)
+
+
+def test_aae_prior_is_a_config_choice():
+    gaussian, uniform = tiny("aae"), tiny("aae", prior="uniform")
+    g = torch.Generator().manual_seed(0)
+    zu = uniform.draw_prior(2000, generator=g)
+    assert zu.min() >= -1 and zu.max() <= 1 and abs(zu.mean()) < 0.02 and abs(zu.var() - 1 / 3) < 0.02
+    zg = gaussian.draw_prior(2000, generator=g)
+    assert zg.abs().max() > 2 and abs(zg.var() - 1) < 0.05
+    torch.manual_seed(4)
+    expected = torch.rand(3, 8) * 2 - 1
+    with torch.no_grad():
+        d_prior = -F.logsigmoid(uniform.nets["D"](expected)).mean()
+    torch.manual_seed(4)
+    assert uniform.train_step({"image": images()}, 0).losses["d_prior"] == pytest.approx(d_prior.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="prior must be"):
+        get_model("aae", **tiny_config("aae", prior="laplace"))
+
+
+def test_avb_adversary_and_encoder_objectives_have_the_papers_signs():
+    m = tiny("avb")
+    x = images()
+    torch.manual_seed(6)
+    eps, z_prior = torch.randn(3, 4), torch.randn(3, 8)
+    with torch.no_grad():
+        z = m.nets["E"](x, eps)
+        t_q, t_p = m.nets["T"](x, z), m.nets["T"](x, z_prior)
+        recon = ((m.nets["G"](z) - x) ** 2).sum(dim=(1, 2, 3)).mean()
+    torch.manual_seed(6)  # the same ε and z'
+    out = m.train_step({"image": x}, 0).losses
+    # T maximises E_q log σ(T) + E_p log(1 − σ(T)): minimises −log σ(T(x, z_q)) and −log(1 − σ(T(x, z_p)))
+    assert out["t_posterior"] == pytest.approx(-F.logsigmoid(t_q).mean().item(), rel=1e-5)
+    assert out["t_prior"] == pytest.approx(-torch.log1p(-torch.sigmoid(t_p)).mean().item(), rel=1e-4)
+    # E and G maximise −T + log p(x|z): they minimise +T (the KL estimate) and −log p(x|z)
+    assert out["kl"] == pytest.approx(t_q.mean().item(), rel=1e-5)
+    assert out["recon"] == pytest.approx(recon.item(), rel=1e-5)
+
+
+def test_avb_reconstructs_with_the_noise_at_zero():
+    m = tiny("avb")
+    x = images()
+    E, G = m.nets["E"].eval(), m.nets["G"].eval()
+    with torch.no_grad():
+        expected = G(E(x, torch.zeros(3, 4)))
+        assert not torch.allclose(G(E(x, torch.ones(3, 4))), expected)  # ε does enter the code
+    torch.testing.assert_close(m.translate(x), expected, rtol=0, atol=1e-6)
+
+
+def test_ali_discriminates_encoder_pairs_from_generator_pairs():
+    m = tiny("ali", d_dropout=0.0)
+    x = images()
+    E, G, D = m.nets["E"], m.nets["G"], m.nets["D"]
+    with torch.no_grad():
+        mu, logvar = E(x).chunk(2, dim=1)
+        torch.manual_seed(8)
+        z_enc = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        z_prior = torch.randn(3, 8)
+        x_gen = G(z_prior)
+        t_enc, t_gen = D(x, z_enc), D(x_gen, z_prior)
+    torch.manual_seed(8)
+    out = m.train_step({"image": x}, 0).losses
+    expected = dict(d_real=-F.logsigmoid(t_enc), d_fake=F.softplus(t_gen),  # (x, G_z(x)) real, (G_x(z), z) fake
+                    gan_x=-F.logsigmoid(t_gen), gan_z=F.softplus(t_enc))  # the labels swapped for E and G
+    assert {k: pytest.approx(v.mean().item(), rel=1e-5) for k, v in expected.items()} == out
+    assert sum(isinstance(mod, torch.nn.Dropout) and mod.p == 0.2 for mod in tiny("ali").nets["D"].modules()) == 6
+
+
+@pytest.mark.parametrize("name", SINGLE)
+def test_bf16_autocast_path(name):
+    """The switch the trainer flips on GPU; here on CPU, where torch.autocast supports bfloat16 too."""
+    m = tiny(name)
+    m.amp_dtype = torch.bfloat16
+    out = m.train_step({"image": images()}, 0)
+    assert all(torch.isfinite(v) for v in out.losses.values())
+    assert all(v.dtype == torch.float32 for v in out.images.values()) and m.sample(2, seed=0).dtype == torch.float32
+    if m.encodes:
+        assert m.translate(images()).dtype == torch.float32

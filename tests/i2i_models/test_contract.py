@@ -20,6 +20,10 @@ TINY = {
     "stargan_v2": dict(image_size=32, num_domains=3, base_dim=4, max_conv_dim=8, style_dim=8, latent_dim=4,
                        mapping_dim=8),
     **{name: dict(image_size=16, nz=8, ngf=4, ndf=4) for name in ("ae", "vae", "gan")},
+    "vae_gan": dict(image_size=16, nz=8, ngf=4, ndf=4, feature_layer=2),
+    "aae": dict(image_size=16, nz=8, ngf=4, ndf=4, d_hidden=16),
+    "avb": dict(image_size=16, nz=8, ngf=4, ndf=4, eps_dim=4, t_hidden=16, t_dim=8),
+    "ali": dict(image_size=16, nz=8, ngf=4, ndf=4),
 }
 CONDITIONS = {  # what translate() needs besides x, for families that require a condition
     "stargan_v2": dict(domain=1),
