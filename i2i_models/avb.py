@@ -30,9 +30,10 @@ At the optimum T*(x, z) = log q_φ(z|x) − log p(z), so E[T] is the KL term of 
 
 ``train_step`` is the paper's Algorithm 1 (all three updates from the same samples): the E/G step with T frozen,
 then the T step on the same (x, z) pairs, so T's loss is taken with the T that the E/G step saw. Adaptive contrast
-(the paper's §4) is not implemented. The authors train with Adam 1e-4 (β1 0.5); here the DCGAN settings shared by
-the single-domain families (Adam 2e-4, β (0.5, 0.999), 25 epochs). ``translate(x)`` = G(z_φ(x, 0)): the noise
-fixed at its mean ε = 0, deterministic; ``sample(n, seed=…)`` = G(z), z ~ N(0, I).
+(the paper's §4) is not implemented. The authors' code trains with Adam, β1 0.5, its rate a per-run setting; here
+the DCGAN settings shared by the single-domain families (Adam 2e-4, β (0.5, 0.999), 25 epochs).
+``translate(x)`` = G(z_φ(x, 0)): the noise fixed at its mean ε = 0, deterministic; ``sample(n, seed=…)`` = G(z),
+z ~ N(0, I).
 """
 
 from __future__ import annotations

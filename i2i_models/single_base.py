@@ -100,12 +100,8 @@ class SingleDomainModel(I2IModel):
         """z ~ p(z), (n, nz): N(0, I), or U(−1, 1)^nz for ``prior="uniform"``. With a generator, drawn on the CPU
         (reproducible across devices) and moved."""
         shape = (n, self.config.nz)
-        if generator is None:
-            z = torch.randn(shape, device=device) if self.prior == "gaussian" else torch.rand(shape, device=device)
-        else:
-            z = torch.randn(shape, generator=generator) if self.prior == "gaussian" else torch.rand(
-                shape, generator=generator)
-        z = z if self.prior == "gaussian" else z * 2 - 1
+        where = {"generator": generator} if generator is not None else {"device": device}
+        z = torch.randn(shape, **where) if self.prior == "gaussian" else torch.rand(shape, **where) * 2 - 1
         return z.to(device)
 
     # --- inference -------------------------------------------------------------------------------------------

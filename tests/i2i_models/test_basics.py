@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from i2i_models.base import RunLength
 from i2i_models.blocks.dcgan import DCGANDiscriminator, DCGANGenerator
-from i2i_models.registry import get_model
+from i2i_models.registry import get_model, get_model_class
 from i2i_models.single_base import kl_standard_normal
 
 TINY = dict(image_size=16, nz=8, ngf=4, ndf=4)
@@ -87,17 +87,28 @@ def test_paper_defaults(name):
     assert abs(bn.weight.mean().item() - 1) < 0.01 and bn.bias.abs().max() == 0  # N(1, 0.02), 0
 
 
-def test_default_weights():
-    assert get_model("ae", **tiny_config("ae")).loss_weights == {"recon": 1.0}
-    assert get_model("vae", **tiny_config("vae")).loss_weights == {"kl": 1.0, "recon": 1.0}
-    assert get_model("gan", **tiny_config("gan")).loss_weights == {"gan": 1.0, "d_real": 1.0, "d_fake": 1.0}
-    assert get_model("vae_gan", **tiny_config("vae_gan")).loss_weights == {"kl": 1.0, "recon": 1.0, "recon_dec": 1e-6, "gan": 1.0,
-                                                         "d_real": 1.0, "d_fake": 1.0, "d_recon": 1.0}
-    assert get_model("aae", **tiny_config("aae")).loss_weights == {"recon": 1.0, "gan": 1.0, "d_prior": 1.0, "d_code": 1.0}
-    assert get_model("avb", **tiny_config("avb")).loss_weights == {"kl": 1.0, "recon": 1.0, "t_posterior": 1.0, "t_prior": 1.0}
-    assert get_model("ali", **tiny_config("ali")).loss_weights == {"gan_x": 1.0, "gan_z": 1.0, "d_real": 1.0, "d_fake": 1.0}
-    assert get_model("aae").config.prior == "gaussian" and get_model("vae_gan").config.feature_layer == 3
-    assert get_model("ali").config.d_dropout == 0.2
+DEFAULT_TERMS = {  # name: (the paper's / authors' default weight, the group whose weighted sum it enters)
+    "ae": {"recon": (1.0, "G")},
+    "vae": {"kl": (1.0, "E"), "recon": (1.0, "G")},
+    "gan": {"gan": (1.0, "G"), "d_real": (1.0, "D"), "d_fake": (1.0, "D")},
+    "vae_gan": {"kl": (1.0, "E"), "recon": (1.0, "E"), "recon_dec": (1e-6, "G"), "gan": (1.0, "G"),
+                "d_real": (1.0, "D"), "d_fake": (1.0, "D"), "d_recon": (1.0, "D")},
+    "aae": {"recon": (1.0, "G"), "gan": (1.0, "E"), "d_prior": (1.0, "D"), "d_code": (1.0, "D")},
+    "avb": {"kl": (1.0, "E"), "recon": (1.0, "G"), "t_posterior": (1.0, "T"), "t_prior": (1.0, "T")},
+    "ali": {"gan_x": (1.0, "G"), "gan_z": (1.0, "E"), "d_real": (1.0, "D"), "d_fake": (1.0, "D")},
+}
+
+
+@pytest.mark.parametrize("name", SINGLE)
+def test_default_weights_and_groups(name):
+    assert {t.name: (t.weight, t.group) for t in get_model_class(name).loss_terms} == DEFAULT_TERMS[name]
+
+
+def test_family_defaults():
+    config = lambda name: get_model_class(name).Config()  # noqa: E731
+    assert config("aae").prior == "gaussian" and config("aae").d_hidden == 1000
+    assert config("vae_gan").feature_layer == 3 and config("ali").d_dropout == 0.2
+    assert (config("avb").eps_dim, config("avb").t_hidden, config("avb").t_dim) == (100, 1024, 1024)
 
 
 # --- each objective against a hand computation -------------------------------------------------------------------
