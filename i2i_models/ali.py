@@ -11,8 +11,9 @@ Networks (nz 100, ngf = ndf 64, 64 px):
 * ``G`` = G_x, the generator z → x, the DCGAN generator: 3,576,704.
 * ``D`` the joint discriminator D(x, z), ALI's layout: D(x) a DCGAN trunk and a 4×4 valid conv to ndf·8 = 512
   features; D(z) two layers of 512 (ALI's 1×1 convs, i.e. linear); D(x, z) on their concatenation: two layers of
-  1024, then one logit. LeakyReLU 0.2 and dropout 0.2 after every layer outside the (DCGAN) trunk
-  (ALI: dropout 0.2 throughout D; LeakyReLU slope 0.2 as DCGAN rather than ALI's 0.01): 9,366,785.
+  1024, then one logit. Dropout 0.2 on the trunk's output and after every later hidden layer, LeakyReLU 0.2
+  (ALI: dropout 0.2 in every layer of D, the conv trunk's too; LeakyReLU 0.2 as DCGAN rather than ALI's 0.01):
+  9,366,785.
 
 Objective (the seed): min_{G_x, G_z} max_D E_{q(x)}[log D(x, G_z(x))] + E_{p(z)}[log(1 − D(G_x(z), z))],
 p(z) = N(0, I). E and G minimise the non-saturating form (the labels swapped, as ALI's code):

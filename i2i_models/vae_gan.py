@@ -19,13 +19,13 @@ x_p = G(z_p), L_GAN = log D(x) + log(1 − D(x̃)) + log(1 − D(x_p)):
   averaged over the batch; −log N(Dis_l(x) | Dis_l(x̃), ½ I) + const), its gradient into E only (G frozen)
 * ``recon_dec`` (group G, weight γ = 1e-6): the same value, its gradient into G only (z detached)
 * ``gan``       (group G, weight 1): −log D(G(z_p)) − log D(G(z)) — the decoder's −L_GAN in the non-saturating
-  form; not propagated into E (the paper: "we do not backpropagate L_GAN to the encoder")
+  form; not propagated into E (the paper limits each error signal to the networks of its update rule)
 * ``d_real``, ``d_fake``, ``d_recon`` (group D, weight 1 each): −log D(x), −log(1 − D(x_p)), −log(1 − D(x̃))
 
 Dis_l is D's trunk activation after stage ``feature_layer`` (default 3 of the 4 at 64 px: 256 × 8 × 8, the
 DCGAN counterpart of the paper's use of a late convolutional layer); the targets Dis_l(x) are constants for E and G
-and D is trained on L_GAN only. γ is not stated in the paper; 1e-6 is the authors' ``recon_vs_gan_weight`` in
-their CelebA/STL runs. D sees real, reconstructed and sampled images, as the paper (the authors' CelebA script turns
+and D is trained on L_GAN only. γ's default 1e-6 is the authors' ``recon_vs_gan_weight`` in their CelebA/STL
+scripts. D sees real, reconstructed and sampled images, as the paper (the authors' CelebA script turns
 the reconstructed ones off). ``train_step`` makes the paper's simultaneous update: the E/G step with D frozen, then
 the D step on the same (detached) images, so D's loss is taken with the D that the E/G step saw. The paper trains
 with RMSProp (lr 3e-4); Adam 2e-4, β (0.5, 0.999) and 25 epochs are the DCGAN settings shared by the single-domain
