@@ -1,7 +1,7 @@
 """Evidence that pix2pix learns through the pipeline, side by side with the same model trained in a plain loop.
 
-The dataset is built here, not taken from the demo tiles: ``facades`` in pix2pix's aligned layout (``train/ val/``,
-each file ``A|B``), A a flat-coloured label map of a synthetic facade (wall — its label colour naming one of three
+The dataset is the demo's ``facades`` (``pipelines.demo_data.facade``) at 128 px, built here with its own counts:
+pix2pix's aligned layout (``train/ val/``, each file ``A|B``), A a flat-coloured label map of a synthetic facade (wall — its label colour naming one of three
 materials —, a grid of windows, a door, balconies, an optional sky band) and B its rendering: the wall material's
 colour under a vertical light falloff, glass with a sky-reflection gradient and a light frame, a shadow under each
 window and balcony, wood and railings, and mild noise (the part no model can predict). Deterministic for a seed.
@@ -45,58 +45,17 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 
 SIZE, LOAD = 128, 143  # unet_128; pix2pix's 286 → 256 jitter at half scale
-# wall label colour → its material's colour (sandstone, brick, plaster): the material is readable from the input
-WALLS = {(200, 60, 60): (176, 148, 112), (60, 200, 60): (150, 70, 55), (60, 60, 200): (215, 212, 200)}
-LABELS = {"window": (240, 240, 40), "door": (40, 220, 220), "balcony": (220, 40, 220), "sky": (250, 250, 250)}
 
 
-# --- the dataset --------------------------------------------------------------------------------------------------
-def facade(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(label map A, rendering B), both SIZE × SIZE × 3 uint8."""
-    wall_label = list(WALLS)[rng.integers(len(WALLS))]
-    a = np.empty((SIZE, SIZE, 3), np.uint8)
-    a[:] = wall_label
-    y = np.arange(SIZE, dtype=np.float32)[:, None, None]
-    b = np.asarray(WALLS[wall_label], np.float32)[None, None] * (1.05 - 0.35 * y / SIZE)  # light from above
-    b = np.broadcast_to(b, (SIZE, SIZE, 3)).copy()
-    top = 0
-    if rng.random() < 0.5:  # a sky band above the roof line
-        top = int(rng.integers(8, 24))
-        a[:top] = LABELS["sky"]
-        b[:top] = np.array([150, 185, 230], np.float32) + 40 * (np.arange(top)[:, None, None] / top)
-    rows, cols = int(rng.integers(2, 5)), int(rng.integers(2, 5))
-    cell_h, cell_w = (SIZE - top - 30) // rows, SIZE // cols
-    for r in range(rows):
-        for c in range(cols):
-            h, w = int(rng.integers(cell_h // 2, cell_h - 4)), int(rng.integers(cell_w // 3, cell_w - 6))
-            y0, x0 = top + 4 + r * cell_h + (cell_h - h) // 2, c * cell_w + (cell_w - w) // 2
-            a[y0:y0 + h, x0:x0 + w] = LABELS["window"]
-            glass = np.linspace(120, 40, h, dtype=np.float32)[:, None, None] * np.array([0.8, 0.9, 1.1], np.float32)
-            b[y0:y0 + h, x0:x0 + w] = glass
-            b[y0:y0 + h, x0:x0 + 2] = b[y0:y0 + 2, x0:x0 + w] = 235  # light frame, left and top
-            b[y0 + h:y0 + h + 3, x0 + 2:x0 + w + 2] *= 0.6  # shadow under the sill
-            if r > 0 and rng.random() < 0.3:  # a balcony across the window's lower part
-                by = y0 + h - 6
-                bx = max(0, x0 - 2)
-                a[by:by + 6, bx:x0 + w + 2] = LABELS["balcony"]
-                rail = 110 + 60 * ((np.arange(6) % 2) == 0)
-                b[by:by + 6, bx:x0 + w + 2] = rail[:, None, None]
-                b[by + 6:by + 9, bx + 2:x0 + w + 4] *= 0.55
-    dw, dh = int(rng.integers(14, 24)), int(rng.integers(22, 28))
-    dx = int(rng.integers(0, SIZE - dw))
-    a[SIZE - dh:, dx:dx + dw] = LABELS["door"]
-    wood = 95 + 25 * ((np.arange(dw) // 3) % 2)
-    b[SIZE - dh:, dx:dx + dw] = wood[None, :, None] * np.array([1.0, 0.62, 0.35], np.float32)
-    b += rng.normal(0, 4, b.shape)  # unpredictable texture
-    return a, np.clip(b, 0, 255).astype(np.uint8)
-
-
+# --- the dataset: the demo's facades (pipelines.demo_data.facade) at SIZE px ------------------------------------
 def write_dataset(root: str, n_train: int, n_val: int, seed: int) -> None:
+    from pipelines.demo_data import facade
+
     rng = np.random.default_rng(seed)
     for split, n in (("train", n_train), ("val", n_val)):
         os.makedirs(f"{root}/{split}", exist_ok=True)
         for i in range(n):
-            a, b = facade(rng)
+            a, b = facade(rng, SIZE)
             Image.fromarray(np.concatenate([a, b], 1)).save(f"{root}/{split}/{i:04d}.png")
 
 

@@ -17,6 +17,20 @@ class ConfigError(I2IError):
     """An unknown key, a wrong type or a missing value in a config file or ``--set`` override."""
 
 
+class MissingExtraError(ConfigError):
+    """A feature whose optional dependencies (a ``pip install 'i2i[EXTRA]'`` extra) are not installed."""
+
+
+def require_extra(extra: str, *modules: str, what: str) -> None:
+    """Raise :class:`MissingExtraError` naming ``what`` and the extra to install unless ``modules`` import."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingExtraError(f"{what} needs the optional dependencies of the '{extra}' extra ({', '.join(missing)} "
+                                f"not installed): pip install 'i2i[{extra}]'")
+
+
 class StorageError(I2IError):
     """Object storage could not be reached or a URI could not be resolved."""
 

@@ -57,7 +57,7 @@ class TuneSection(StrictModel):
     enabled: bool = False  # nightly: tune first, then train the final model with the best values
     search_space: dict[str, dict[str, list]] = {}
     scheduler: Literal["asha", "pbt", "fifo"] = "asha"  # fifo: every trial runs all its epochs (a plain search)
-    search_alg: Literal["random", "optuna"] = "random"  # optuna: ASHA only, needs `pip install optuna`
+    search_alg: Literal["random", "optuna"] = "random"  # optuna: ASHA only, needs the [tune] extra (optuna)
     num_samples: int = Field(default=4, gt=0)
     # None: every sample (PBT: always the whole population). Tune starts those the cluster can place and queues
     # the rest; on an autoscaling cluster the queued trials are the demand it adds nodes for
@@ -81,6 +81,15 @@ class TuneSection(StrictModel):
     evaluate_baseline: bool = True
 
     _safe_name = field_validator("name")(check_name)
+
+    @field_validator("search_alg")
+    @classmethod
+    def _optuna_installed(cls, v: str) -> str:
+        if v == "optuna":  # a config error before anything runs, not an ImportError in the tuning job
+            from pipelines.errors import require_extra
+
+            require_extra("tune", "optuna", what="tune.search_alg: optuna")
+        return v
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,6 @@ stamp="$VENV/.i2i-installed"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[venv] installing i2i and its pinned dependencies into $VENV (first run: a few minutes)"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -c constraints.txt -e ".[test]"
+  "$VENV/bin/python" -m pip install --quiet -c constraints.txt -e ".[demo,tune,test]"
   echo "$want" > "$stamp"
 fi

@@ -10,6 +10,7 @@ and the RayJob quickstart: https://docs.ray.io/en/latest/cluster/kubernetes/gett
 from __future__ import annotations
 
 import re
+import shutil
 import tomllib
 from pathlib import Path
 
@@ -148,8 +149,27 @@ def test_one_image_everywhere():
 def test_dockerfile_base_is_pinned_to_pyprojects_ray():
     assert _dockerfile_base() == f"rayproject/ray:{_ray_pin()}-py311-cpu"
     assert CLUSTER["spec"]["rayVersion"] == _ray_pin()
-    assert "pip install --no-cache-dir -c constraints.txt ." in DOCKERFILE.read_text()
     assert not re.search(r"^USER\s+(root|0)\b", DOCKERFILE.read_text(), re.M)
+
+
+def test_image_installs_dependencies_in_a_layer_before_the_code(tmp_path, monkeypatch):
+    """A code change rebuilds from the code's COPY on: the dependency layer depends on pyproject.toml and
+    constraints.txt alone, and the package is installed on top without dependencies."""
+    text = DOCKERFILE.read_text().replace("\\\n", "")
+    lines = [line for line in text.splitlines() if line.startswith(("COPY", "RUN"))]
+    deps = next(i for i, line in enumerate(lines) if "-r /tmp/requirements.txt" in line)
+    code = next(i for i, line in enumerate(lines) if re.match(r"COPY\s+\S+\s+pipelines/", line))
+    assert all(re.match(r"COPY\s+\S+\s+(pyproject.toml constraints.txt|infra/docker/weights/)", line)
+               for line in lines[:deps] if line.startswith("COPY")) and deps < code
+    assert any("pip install --no-cache-dir --no-deps -c constraints.txt ." in line for line in lines[code:])
+    # the layer's requirements, as the build computes them: pyproject's dependencies and the tune extra
+    (script,) = re.findall(r'^RUN python -c "(.*?)"\s*&&', lines[deps])
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(script.replace("/tmp/requirements.txt", str(tmp_path / "req.txt")), "Dockerfile RUN", "exec"), {})
+    requirements = (tmp_path / "req.txt").read_text().splitlines()
+    assert "torch==2.14.1" in requirements and "optuna==5.0.0" in requirements
+    assert not [r for r in requirements if r.startswith(("scikit", "pytest", "moto"))]
 
 
 def test_head_takes_no_work_and_gpu_workers_autoscale():

@@ -83,3 +83,18 @@ def test_relative_local_paths_become_absolute_uris_stay(tmp_path, monkeypatch):
     assert cfg.tune.storage_path == str(tmp_path / "data" / "tune")
     assert cfg.evaluate.inception_weights == os.path.expanduser("~/w.pth")
     assert cfg.model.args["vgg_weights"] == str(tmp_path / "vgg.pth")
+
+
+def test_a_missing_optional_extra_is_named_with_its_install_command(monkeypatch, tmp_path):
+    import sys
+
+    from pipelines.demo_data import build_demo
+    from pipelines.errors import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "optuna", None)  # as if not installed
+    with pytest.raises(ConfigError, match=r"tune.search_alg: optuna needs .*'tune' extra .*pip install 'i2i\[tune\]'"):
+        load_config(None, ["tune.search_alg=optuna"])
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    with pytest.raises(MissingExtraError, match=r"demo datasets .*\(sklearn not installed\): pip install 'i2i\[demo\]'"):
+        build_demo(str(tmp_path / "demo"))
+    assert not (tmp_path / "demo").exists()
