@@ -14,15 +14,38 @@ from pipelines.errors import user_error
 from pipelines.storage import redact
 
 
+DRY_RUN_STEPS = ("shard", "train", "evaluate", "tune", "nightly", "translate")
+
+
 def job_parser(prog: str, doc: str | None, example: str | None = None) -> argparse.ArgumentParser:
-    """The argument parser every config-driven job starts from: ``--config FILE`` and ``--set KEY=VALUE``; its
-    ``--help`` ends with ``example`` (default: ``PROG --config jobs/configs/quickstart.yaml``)."""
+    """The argument parser every config-driven job starts from: ``--config FILE``, ``--set KEY=VALUE`` and
+    ``--base-dir DIR`` (and ``--dry-run`` for the steps of :data:`DRY_RUN_STEPS`); its ``--help`` ends with
+    ``example`` (default: ``PROG --config jobs/configs/quickstart.yaml``)."""
     from pipelines.config import add_config_args
 
-    parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=examples(example or f"{prog} --config jobs/configs/quickstart.yaml"))
+    step = prog.split()[-1]
+    cls = _DryRunParser if step in DRY_RUN_STEPS else argparse.ArgumentParser
+    parser = cls(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
+                 epilog=examples(example or f"{prog} --config jobs/configs/quickstart.yaml"))
     add_config_args(parser)
+    if step in DRY_RUN_STEPS:
+        parser.add_argument("--dry-run", action="store_true",
+                            help="print the resolved config and what the step would do (run name, URIs, shards "
+                                 "and samples, resources, steps, what is already done) as JSON; start nothing")
     return parser
+
+
+class _DryRunParser(argparse.ArgumentParser):
+    """Parses as usual; with ``--dry-run`` it prints the step's plan (:func:`pipelines.plan.dry_run`) as the JSON
+    summary instead, and exits — 0, or 2 for a user error — before the job starts anything."""
+
+    def parse_args(self, args=None, namespace=None):
+        parsed = super().parse_args(args, namespace)
+        if getattr(parsed, "dry_run", False):
+            from pipelines.plan import dry_run
+
+            raise SystemExit(run(lambda: dry_run(self.prog.split()[-1], parsed)))
+        return parsed
 
 
 def examples(*lines: str) -> str:

@@ -13,7 +13,7 @@ from importlib import import_module
 
 # (words, module, one line for `i2i --help`), in the order a user meets them
 COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
-    (("data", "demo"), "data_demo", "build the offline demo datasets (edges2photo, photo2winter, styles)"),
+    (("data", "demo"), "data_demo", "build the offline demo datasets (edges2photo, photo2winter, styles, facades)"),
     (("shard",), "shard", "shard a dataset into WebDataset tars + manifest (local or s3://)"),
     (("train",), "train", "train the configured model on Ray Train (resumes a re-submitted run)"),
     (("tune",), "tune", "tune loss weights / lr / batch with Ray Tune (ASHA or PBT)"),
@@ -24,6 +24,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("models",), "models", "registry: list, best (per model or across families), promote, rollback, history"),
     (("nightly",), "nightly", "the nightly: shard → [tune] → train → evaluate → register → promote"),
     (("schedule", "print"), "schedule", "print the cron / systemd entries that run the nightly"),
+    (("config", "show"), "config", "print the resolved config (defaults, absolute paths, secrets redacted)"),
 ]
 
 

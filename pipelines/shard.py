@@ -246,6 +246,28 @@ def run_shard(cfg: ShardConfig, *, ray_config=None, resolved_config: dict | None
     return _result(manifest, output, up_to_date=False, seconds=time.perf_counter() - t0)
 
 
+def plan_shard(cfg: ShardConfig) -> dict:
+    """What :func:`run_shard` would do with ``cfg``, without writing anything (``--dry-run``): the source listing
+    (files by split, skipped by reason), the shards it would write, where, and whether the run is a no-op."""
+    listing = importers.scan(cfg.source, cfg.layout)
+    plan_id = _plan_id(listing, cfg)
+    output = storage.join(cfg.output, cfg.version) if cfg.version else cfg.output
+    earlier = [v for v in versions_of(cfg.output) if v < cfg.version] if cfg.version else []
+    version = cfg.version
+    if earlier and _matches(storage.join(cfg.output, earlier[-1]), plan_id):
+        action, version = f"nothing: source and config unchanged since dataset version {earlier[-1]}", earlier[-1]
+    elif _matches(output, plan_id):
+        action = "nothing: the dataset there is up to date"
+    else:
+        action = "write the shards, then the manifest"
+    shards = _plan(listing, cfg)
+    return {"source": storage.describe(cfg.source), "layout": listing.layout, "data_mode": listing.data_mode,
+            "files": dict(Counter(f.split for f in listing.files)), "domains": listing.domains,
+            "skipped": dict(Counter(_reason_kind(s.reason) for s in listing.skipped)),
+            "output": storage.describe(output), "version": version,
+            "shards": dict(Counter(p["split"] for p in shards)), "plan_id": plan_id, "action": action}
+
+
 def _matches(output: str, plan_id: str) -> bool:
     """The manifest at ``output`` commits this plan's shards (one cut short by a crash commits nothing)."""
     old = load_manifest(output)
