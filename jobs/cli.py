@@ -23,6 +23,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("translate",), "translate", "batch inference on Ray Data: images in, translated images out"),
     (("models",), "models", "registry: list, best (per model or across families), promote, rollback, history"),
     (("nightly",), "nightly", "the nightly: shard → [tune] → train → evaluate → register → promote"),
+    (("report",), "report", "one self-contained HTML page of a run or model version: curves, samples, config, eval"),
     (("schedule", "print"), "schedule", "print the cron / systemd entries that run the nightly"),
     (("config", "show"), "config", "print the resolved config (defaults, absolute paths, secrets redacted)"),
 ]
