@@ -16,8 +16,9 @@ quickstart: venv
 	$(VENV)/bin/i2i data demo --out data/demo
 	$(VENV)/bin/i2i nightly --config jobs/configs/quickstart.yaml
 
-## All tests (unit + integration with a real S3 server, MLflow server and local Ray cluster).
+## All tests (unit + integration with a real S3 server, MLflow server, local Ray cluster, headless Chromium).
 test: venv
+	@scripts/browser.sh
 	$(VENV)/bin/python -m pytest
 
 bench: venv
