@@ -36,7 +36,7 @@ from i2i_models.base import LossTerm, StepOutput
 from i2i_models.blocks.dcgan import MLP, DCGANEncoder, DCGANGenerator
 from i2i_models.blocks.init import init_weights
 from i2i_models.registry import register_model
-from i2i_models.single_base import Prior, SingleDomainConfig, SingleDomainModel, sum_squared_error
+from i2i_models.single_base import Prior, SingleDomainConfig, SingleDomainModel
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,7 +73,7 @@ class AAE(SingleDomainModel):
         E, G, D = self.nets["E"], self.nets["G"], self.nets["D"]
         with self.autocast(x):  # reconstruction phase
             x_rec = G(E(x))
-        raw = {"recon": sum_squared_error(x_rec, x)}
+        raw = {"recon": losses.sum_squared_error(x_rec, x)}
         self._step(("E", "G"), self.weighted(raw, "G"))
         # regularisation phase: D on prior samples vs codes of the updated E, then E against the updated D
         z_prior = self.draw_prior(x.size(0), device=x.device)

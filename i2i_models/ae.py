@@ -28,7 +28,8 @@ from i2i_models.base import LossTerm, StepOutput
 from i2i_models.blocks.dcgan import DCGANEncoder, DCGANGenerator
 from i2i_models.blocks.init import init_weights
 from i2i_models.registry import register_model
-from i2i_models.single_base import SingleDomainConfig, SingleDomainModel, sum_squared_error
+from i2i_models import losses
+from i2i_models.single_base import SingleDomainConfig, SingleDomainModel
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,7 +56,7 @@ class AE(SingleDomainModel):
         x = batch["image"]
         with self.autocast(x):
             x_rec = self.nets["G"](self.nets["E"](x))
-        raw = {"recon": sum_squared_error(x_rec, x)}
+        raw = {"recon": losses.sum_squared_error(x_rec, x)}
         self._step(("E", "G"), self.weighted(raw, "G"))
         return StepOutput(losses={k: v.detach() for k, v in raw.items()},
                           images={"real": x.detach(), "recon": x_rec.detach().float()})

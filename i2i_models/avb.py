@@ -49,7 +49,7 @@ from i2i_models.base import LossTerm, StepOutput
 from i2i_models.blocks.dcgan import MLP, DCGANDiscriminator, DCGANEncoder, DCGANGenerator, DCGANTrunk
 from i2i_models.blocks.init import init_weights
 from i2i_models.registry import register_model
-from i2i_models.single_base import SingleDomainConfig, SingleDomainModel, sum_squared_error
+from i2i_models.single_base import SingleDomainConfig, SingleDomainModel
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,7 +104,7 @@ class AVB(SingleDomainModel):
             z = E(x, eps)
             x_rec = G(z)
             with self._frozen("T") as T_frozen:
-                raw = {"kl": T_frozen(x, z).float().mean(), "recon": sum_squared_error(x_rec, x)}
+                raw = {"kl": T_frozen(x, z).float().mean(), "recon": losses.sum_squared_error(x_rec, x)}
         self._step(("E", "G"), self.weighted(raw, "E") + self.weighted(raw, "G"))
         z_prior = self.draw_prior(x.size(0), device=x.device)
         with self.autocast(x):  # T on the same pairs, with the T that the E/G step saw

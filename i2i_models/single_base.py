@@ -45,17 +45,6 @@ class SingleDomainConfig:
     n_epochs: int = 25  # DCGAN's reference run
 
 
-def kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(μ, diag σ²) ‖ N(0, I)) = ½ Σ_i (μ_i² + σ_i² − log σ_i² − 1), summed over the code, averaged over the
-    batch (Kingma & Welling, appendix B)."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).flatten(1).sum(1).mean()
-
-
-def sum_squared_error(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """E_x ‖x − y‖²: squared error summed over each sample's elements, averaged over the batch."""
-    return (x.float() - y.float()).pow(2).flatten(1).sum(1).mean()
-
-
 class SingleDomainModel(I2IModel):
     data_mode = "single"
     encodes = True

@@ -32,7 +32,8 @@ from i2i_models.base import LossTerm, StepOutput
 from i2i_models.blocks.dcgan import DCGANEncoder, DCGANGenerator
 from i2i_models.blocks.init import init_weights
 from i2i_models.registry import register_model
-from i2i_models.single_base import SingleDomainConfig, SingleDomainModel, kl_standard_normal, sum_squared_error
+from i2i_models import losses
+from i2i_models.single_base import SingleDomainConfig, SingleDomainModel
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,7 +74,7 @@ class VAE(SingleDomainModel):
         with self.autocast(x):
             z, mu, logvar = reparameterise(self.nets["E"](x))
             x_rec = self.nets["G"](z)
-        raw = {"kl": kl_standard_normal(mu, logvar), "recon": sum_squared_error(x_rec, x)}
+        raw = {"kl": losses.kl_standard_normal(mu, logvar), "recon": losses.sum_squared_error(x_rec, x)}
         self._step(("E", "G"), self.weighted(raw, "E") + self.weighted(raw, "G"))
         return StepOutput(losses={k: v.detach() for k, v in raw.items()},
                           images={"real": x.detach(), "recon": x_rec.detach().float()})

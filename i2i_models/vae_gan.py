@@ -44,7 +44,7 @@ from i2i_models.base import LossTerm, StepOutput
 from i2i_models.blocks.dcgan import DCGANDiscriminator, DCGANGenerator, n_stages
 from i2i_models.blocks.init import init_weights
 from i2i_models.registry import register_model
-from i2i_models.single_base import SingleDomainConfig, SingleDomainModel, kl_standard_normal, sum_squared_error
+from i2i_models.single_base import SingleDomainConfig, SingleDomainModel
 from i2i_models.vae import gaussian_encoder, reparameterise
 
 
@@ -94,9 +94,9 @@ class VAEGAN(SingleDomainModel):
                 target = D_frozen.features(x)[1][l].detach()
                 logit_rec, feats_rec = D_frozen.features(x_rec)
                 raw = {
-                    "kl": kl_standard_normal(mu, logvar),
-                    "recon": sum_squared_error(D_frozen.features(x_rec_for_e)[1][l], target),
-                    "recon_dec": sum_squared_error(feats_rec[l], target),
+                    "kl": losses.kl_standard_normal(mu, logvar),
+                    "recon": losses.sum_squared_error(D_frozen.features(x_rec_for_e)[1][l], target),
+                    "recon_dec": losses.sum_squared_error(feats_rec[l], target),
                     "gan": (losses.adversarial(D_frozen(x_p).float(), True, for_discriminator=False)
                             + losses.adversarial(logit_rec.float(), True, for_discriminator=False)),
                 }

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from i2i_models.base import RunLength
 from i2i_models.blocks.dcgan import DCGANDiscriminator, DCGANGenerator
 from i2i_models.registry import get_model, get_model_class
-from i2i_models.single_base import kl_standard_normal
+from i2i_models.losses import kl_standard_normal
 
 TINY = dict(image_size=16, nz=8, ngf=4, ndf=4)
 TINY_EXTRA = {"vae_gan": dict(feature_layer=2), "aae": dict(d_hidden=16), "avb": dict(eps_dim=4, t_hidden=16, t_dim=8)}
