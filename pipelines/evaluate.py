@@ -9,6 +9,10 @@
 * **labeled** (StarGAN v2): every image into every other domain. Latent-guided FID / KID per target domain vs its
   real eval images, averaged over targets (``fid``, ``kid``; ``fid_<domain>`` each); reference-guided
   (``fid_ref``, ``kid_ref``; references are real eval images of the target domain); ``lpips_diversity`` as above.
+* **single** (AE, VAE, GAN, …): FID / KID of samples from the prior (``sample``: as many as the split has real
+  images, batch i drawn from a seed fixed by (``seed``, i)) vs the split's real images of the family's domain
+  (``domain``: an ``images`` dataset's one domain, or the one ``train.domain`` named); for families that encode,
+  ``mse`` / ``psnr`` of the reconstructions x → z → x' of those images.
 
 FID/KID use a pluggable feature network (``metrics.feature_net``): the standard Inception weights from a configured
 path or the ``$TORCH_HOME`` cache (never downloaded at run time; a clear error names the file), or the seeded
@@ -20,7 +24,8 @@ Every result carries an **evaluation fingerprint**: a short hash of what its num
 id, split) and each setting that changes a number for this model (seed; the FID/KID feature net and the sha256 of
 its weights file, ``kid_subset_size``; ``ground_truth``; for multimodal families ``num_styles``, the LPIPS backbone
 and its weights' sha256; the domain classifier's sha256; ``batch_size`` where it changes numbers: multimodal styles
-are drawn per batch, reference-guided references are the first batch). Two scores are comparable only when their
+are drawn per batch, reference-guided references are the first batch, single-domain samples are drawn per batch;
+the ``domain`` a single-domain family is measured on). Two scores are comparable only when their
 fingerprints are equal. ``fingerprint_spec`` is the readable form (the ``eval.fingerprint_json`` tag) and
 ``config_from_spec`` turns it back into an ``EvaluateConfig``. ``FINGERPRINT_VERSION`` changes when the metric code
 does.
@@ -44,11 +49,12 @@ from i2i_models.base import I2IModel
 from pipelines import metrics, storage, tracking
 from pipelines.data import ShardDataset, to_model_batch
 from pipelines.data import read_split as _read_split
+from pipelines.feeds import single_domain
 from pipelines.manifest import read_manifest
 from pipelines.schema import StrictModel
 
 log = logging.getLogger(__name__)
-LOWER_IS_BETTER = {"l1": True, "psnr": False, "ssim": False, "fid": True, "kid": True, "fid_ba": True,
+LOWER_IS_BETTER = {"l1": True, "mse": True, "psnr": False, "ssim": False, "fid": True, "kid": True, "fid_ba": True,
                    "kid_ba": True, "fid_ref": True, "kid_ref": True, "lpips_diversity": False, "is": False,
                    "cis": False}
 
@@ -88,6 +94,7 @@ class EvaluateConfig(StrictModel):
     lpips_backbone: Literal["alex", "tiny"] = "alex"
     lpips_weights: str | None = None  # path to alexnet-owt-7be5be79.pth; None: the $TORCH_HOME cache
     domain_classifier: str | None = None  # TorchScript: images in [-1, 1] → class logits; None: no CIS / IS
+    domain: str | None = None  # single-domain families: the domain of a two-domain dataset (default: train.domain)
     # where it runs (never changes a number, so not in the fingerprint): Ray tasks over the split's batches
     workers: int = Field(default=1, ge=1)
     cpus_per_worker: float = Field(default=1.0, gt=0)
@@ -131,6 +138,8 @@ def fingerprint_spec(cfg: EvaluateConfig, dataset_id: str, split: str, model: I2
         "domain_classifier_id": (f"sha256={metrics.file_sha256(cfg.domain_classifier)}"
                                  if cfg.domain_classifier and mode == "unpaired" else None),
         "batch_size": cfg.batch_size if multimodal or mode == "labeled" else None,
+        # only for single-domain families (other families' fingerprints stay what they were)
+        **({"domain": cfg.domain, "batch_size": cfg.batch_size} if mode == "single" else {}),
     }
 
 
@@ -151,6 +160,7 @@ def config_from_spec(spec: dict, base: EvaluateConfig) -> EvaluateConfig:
                                         "batch_size") if spec.get(k) is not None})
     if spec.get("domain_classifier_id") is None:
         update["domain_classifier"] = None
+    update["domain"] = spec.get("domain")
     return EvaluateConfig(**{**base.model_dump(), **update})
 
 
@@ -289,7 +299,23 @@ def _part_labeled(model: I2IModel, data: list[ShardDataset], tools: _Tools) -> d
                      **{f"reference{t}": _state(d) for t, d in enumerate(reference)}}}
 
 
-PARTS = {"paired": _part_paired, "unpaired": _part_unpaired, "labeled": _part_labeled}
+def _part_single(model: I2IModel, data: list[ShardDataset], tools: _Tools) -> dict:
+    """As many samples as real images, batch by batch (the sample seed drawn from the batch's seeded RNG, so a batch
+    gets the same samples whatever the number of workers); reconstructions where the family encodes."""
+    dist, recon, n = tools.dist(), torch.zeros(3, dtype=torch.float64), 0
+    for batch in tools.batches(data[0], 0):
+        real = batch["image"]
+        n += real.shape[0]
+        if model.encodes:
+            recon += metrics.recon_sums(model.translate(real), real).cpu()
+        if dist:
+            seed = int(torch.randint(0, 2**62, ()))
+            dist.update(real, real=True)
+            dist.update(model.sample(real.shape[0], seed=seed, device=real.device), real=False)
+    return {"n": n, "recon": recon, "dist": {"": _state(dist)}}
+
+
+PARTS = {"paired": _part_paired, "unpaired": _part_unpaired, "labeled": _part_labeled, "single": _part_single}
 
 
 @torch.no_grad()
@@ -329,7 +355,9 @@ def _distribution(states: list[dict | None], cfg: EvaluateConfig, suffix: str = 
 
 def _finish(model: I2IModel, acc: dict, cfg: EvaluateConfig, domains: list[str]) -> dict[str, float]:
     mode, result = model.data_mode, {}
-    if mode in ("paired", "unpaired"):
+    if mode == "single" and model.encodes:
+        result.update(metrics.recon_means(acc["recon"]))
+    if mode in ("paired", "unpaired", "single"):
         result.update({**_distribution(acc["dist"][""], cfg)})
     if mode == "unpaired":
         result.update(_distribution(acc["dist"]["_ba"], cfg, "_ba"))
@@ -354,8 +382,12 @@ def _read(model: I2IModel, dataset: str, split: str, cfg: EvaluateConfig) -> tup
     """The (lazy) datasets a data mode's evaluation reads, and the dataset's domains. They are read inside the
     evaluation tasks, whose CPUs cover their reads: read tasks ask for none (else evaluation tasks holding every CPU
     would wait for reads that wait for a CPU)."""
-    names = read_manifest(dataset).domains
+    manifest = read_manifest(dataset)
+    names = manifest.domains
     read_split = functools.partial(_read_split, task_cpus=0)
+    if model.data_mode == "single":
+        domain = single_domain(manifest, cfg.domain, f"model '{model.name}'")
+        return [read_split(dataset, split, domain=domain)], [domain]
     if model.data_mode == "paired":
         return [read_split(dataset, split)], names
     if model.data_mode == "unpaired":

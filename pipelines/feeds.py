@@ -8,6 +8,10 @@ builds from its shards of them.
 * **labeled** (StarGAN v2): ``train`` → ``{"image", "domain"}``; a second, differently shuffled stream
   ``train_ref`` fills a small pool per domain, from which each sample gets a target domain and two different
   reference images of it (``ref``, ``ref2``, ``ref_domain``) — what the authors' reference loader gives.
+* **single** (AE, VAE, GAN, …): ``train`` / ``val`` → ``{"image"}`` (random crop + flip), one domain of images: an
+  ``images`` dataset, or the one domain ``train.domain`` names of an unpaired or labeled dataset
+  (:func:`single_domain`; read with ``read_split(domain=…)``: an unpaired domain's own shards, a labeled domain's
+  samples).
 """
 
 from __future__ import annotations
@@ -23,8 +27,35 @@ from pipelines.errors import DatasetError
 REF_POOL = 32  # reference images kept per domain
 
 
-def datasets(data_mode: str, dataset: str, *, train_split: str, val_split: str, seed: int) -> dict:
-    """The Ray Datasets of one run, by the names the loop asks for."""
+def single_domain(manifest, domain: str | None, model: str = "a single-domain model") -> str:
+    """The domain of ``manifest`` a single-domain family learns: the one domain of an ``images`` dataset, or
+    ``domain`` (``train.domain``) of an unpaired / labeled one; a paired dataset, a missing or an unknown domain is
+    a :class:`DatasetError` that names the fix."""
+    name, domains = manifest.dataset, manifest.domains
+    if manifest.data_mode == "paired":
+        raise DatasetError(
+            f"{model} learns one domain of images, but dataset '{name}' is paired (A|B pairs): shard a folder of "
+            "images (shard.layout: images) or an unaligned / domains dataset and pick one domain with train.domain")
+    if manifest.data_mode == "single":
+        if domain is not None and domain not in domains:
+            raise DatasetError(f"dataset '{name}' holds one domain ('{domains[0]}'), not '{domain}': leave "
+                               "train.domain unset")
+        return domains[0]
+    if domain is None:
+        raise DatasetError(f"{model} learns one domain of images, but dataset '{name}' has {len(domains)} "
+                           f"({', '.join(domains)}): set train.domain to one of them, e.g. --set "
+                           f"train.domain={domains[0]}")
+    if domain not in domains:
+        raise DatasetError(f"dataset '{name}' has no domain '{domain}' (train.domain); it has: {', '.join(domains)}")
+    return domain
+
+
+def datasets(data_mode: str, dataset: str, *, train_split: str, val_split: str, seed: int,
+             domain: str | None = None) -> dict:
+    """The Ray Datasets of one run, by the names the loop asks for (``domain``: the single-domain family's)."""
+    if data_mode == "single":
+        return {"train": read_split(dataset, train_split, domain=domain, seed=seed).dataset,
+                "val": read_split(dataset, val_split, domain=domain).dataset}
     if data_mode == "paired":
         return {"train": read_split(dataset, train_split, seed=seed).dataset,
                 "val": read_split(dataset, val_split).dataset}
@@ -80,6 +111,9 @@ def train_batches(data_mode: str, dataset: Callable, config: dict, epoch: int, r
     if data_mode == "paired":
         for raw in _iterate(dataset("train"), config, seed):
             yield to_model_batch(raw, **crop)
+    elif data_mode == "single":
+        for raw in _iterate(dataset("train"), config, seed):
+            yield {"image": to_model_batch(raw, **crop)["image"]}
     elif data_mode == "unpaired":
         lead = config.get("lead_domain", "a")
         other = "b" if lead == "a" else "a"
@@ -134,4 +168,5 @@ def val_batches(data_mode: str, dataset: Callable, config: dict) -> Iterator[dic
                    **({"real_b": to_model_batch(b, **crop)["image"]} if b is not None else {})}
         return
     for raw in dataset("val").iter_torch_batches(batch_size=config["batch_size"]):
-        yield to_model_batch(raw, **crop)
+        batch = to_model_batch(raw, **crop)
+        yield {"image": batch["image"]} if data_mode == "single" else batch

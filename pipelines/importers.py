@@ -6,10 +6,18 @@ layout         data_mode   folders                                    as publish
 ``aligned``    paired      ``train/ val/ [test/]``, each file A|B     pix2pix (facades, edges2shoes, maps …)
 ``unaligned``  unpaired    ``trainA/ trainB/ testA/ testB/``          CycleGAN (horse2zebra, summer2winter …)
 ``domains``    labeled     ``train/<domain>/ val/<domain>/``          StarGAN v2 (AFHQ, CelebA-HQ)
+``images``     single      any folder of images, or ``train/ val/``   CelebA, LSUN, a folder of photos
 =============  ==========  =========================================  ==========================================
 
 A dataset may sit inside one extra top folder, as the archives unpack (``facades/train/…``). Hidden files are
 ignored; files that are not images, or that do not fit the layout, are reported as skipped with the reason.
+
+``images`` (one domain, for the single-domain families AE, VAE, GAN, …): with ``train/ val/ [test/]`` folders, the
+images under each (at any depth) are that split; without them, every image of the folder (at any depth) is split by
+a hash of its path — ``val`` when sha256(path) falls in the lowest ``VAL_FRACTION`` (10%) of the hash range, else
+``train`` (a folder that would get no val image gives its lowest-hash image to val) — so a file keeps its split
+when files are added or removed. A folder that fits no other layout is detected as ``images``; a ``train/ val/``
+folder of plain images must be declared (``shard.layout: images``: auto-detection reads it as aligned A|B pairs).
 """
 
 from __future__ import annotations
@@ -29,8 +37,10 @@ from PIL import Image
 from pipelines import storage
 from pipelines.errors import DatasetError
 
-Layout = Literal["auto", "aligned", "unaligned", "domains"]
-DATA_MODE = {"aligned": "paired", "unaligned": "unpaired", "domains": "labeled"}
+Layout = Literal["auto", "aligned", "unaligned", "domains", "images"]
+DATA_MODE = {"aligned": "paired", "unaligned": "unpaired", "domains": "labeled", "images": "single"}
+IMAGES_DOMAIN = "images"  # the one domain of an ``images`` dataset (its ``domain.cls`` 0)
+VAL_FRACTION = 0.1  # ``images`` without split folders: the share of images (by path hash) held out as val
 SPLITS = ("train", "val", "test")
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".gif"}
 _UNALIGNED_DIR = re.compile(r"^(train|val|test)([AB])$")
@@ -40,7 +50,7 @@ _UNALIGNED_DIR = re.compile(r"^(train|val|test)([AB])$")
 class SourceFile:
     relpath: str
     split: str  # train / val / test
-    domain: str  # "" (aligned), "A"/"B" (unaligned) or the domain folder name
+    domain: str  # "" (aligned), "A"/"B" (unaligned), the domain folder name (domains) or "images" (images)
     size: int
     mtime_ns: int
 
@@ -83,11 +93,35 @@ def _detect(parts: list[list[str]]) -> str | None:
         return "domains"
     if any(len(p) == 2 and p[0] in SPLITS for p in parts):
         return "aligned"
+    if any(posixpath.splitext(p[-1])[1].lower() in IMAGE_EXTS for p in parts):
+        return "images"  # a folder of images that fits no two-domain layout: one domain
     return None
 
 
-def _place(layout: str, p: list[str]) -> tuple[str, str] | None:
-    """(split, domain) of a file's path parts under the layout root, or None when it does not fit."""
+def _hash_unit(relpath: str) -> float:
+    """A path's place in [0, 1): the first 8 bytes of its sha256 (stable across runs and machines)."""
+    return int(hashlib.sha256(relpath.encode()).hexdigest()[:16], 16) / 16 ** 16
+
+
+def _images_splits(rels: list[list[str]]) -> dict[str, str] | None:
+    """``images`` without split folders: {path: "train" | "val"} by path hash (None: the folder has split folders,
+    which decide). At least one val image when there are two or more."""
+    if any(len(p) >= 2 and p[0] in SPLITS for p in rels):
+        return None
+    paths = ["/".join(p) for p in rels if posixpath.splitext(p[-1])[1].lower() in IMAGE_EXTS]
+    out = {r: "val" if _hash_unit(r) < VAL_FRACTION else "train" for r in paths}
+    if len(paths) >= 2 and "val" not in out.values():
+        out[min(paths, key=_hash_unit)] = "val"
+    return out
+
+
+def _place(layout: str, p: list[str], hashed: dict[str, str] | None = None) -> tuple[str, str] | None:
+    """(split, domain) of a file's path parts under the layout root, or None when it does not fit (``hashed``: the
+    hash splits of an ``images`` folder without split folders)."""
+    if layout == "images":
+        if hashed is not None:
+            return (hashed["/".join(p)], IMAGES_DOMAIN) if "/".join(p) in hashed else None
+        return (p[0], IMAGES_DOMAIN) if len(p) >= 2 and p[0] in SPLITS else None
     if layout == "aligned" and len(p) == 2 and p[0] in SPLITS:
         return p[0], ""
     if layout == "unaligned" and len(p) == 2 and (m := _UNALIGNED_DIR.match(p[0])):
@@ -113,13 +147,14 @@ def scan(uri: str, layout: Layout = "auto") -> SourceListing:
         if found is None:
             raise DatasetError(
                 f"cannot detect the layout of {uri}: expected train/ val/ (aligned A|B pairs), "
-                "trainA/ trainB/ testA/ testB/ (unaligned) or train/<domain>/ (domains)"
+                "trainA/ trainB/ testA/ testB/ (unaligned), train/<domain>/ (domains) or image files (images)"
             )
         layout = found  # type: ignore[assignment]
     files, skipped = [], []
+    hashed = _images_splits([r.split("/") for _, r in rel]) if layout == "images" else None
     for e, r in rel:
         ext = posixpath.splitext(r)[1].lower()
-        placed = _place(layout, r.split("/"))
+        placed = _place(layout, r.split("/"), hashed)
         if ext not in IMAGE_EXTS:
             skipped.append(Skipped(e.relpath, f"not an image file ({ext or 'no extension'})"))
         elif placed is None:
@@ -131,7 +166,8 @@ def scan(uri: str, layout: Layout = "auto") -> SourceListing:
             f"{uri} has no image files in the {layout} layout"
             + (f" (it looks like '{found}'; set shard.layout or leave it 'auto')" if found and found != layout else "")
         )
-    domains = [] if layout == "aligned" else ["A", "B"] if layout == "unaligned" else sorted({f.domain for f in files})
+    domains = ([] if layout == "aligned" else ["A", "B"] if layout == "unaligned" else [IMAGES_DOMAIN]
+               if layout == "images" else sorted({f.domain for f in files}))
     return SourceListing(uri, root, layout, files, domains, skipped)
 
 

@@ -3,14 +3,15 @@
 Shards are plain WebDataset tars (``tar -t`` lists ``<key>.<column>``), one folder per split::
 
     <output>/manifest.json              written last: readers trust only the shards it lists
-    <output>/<split>/shard-000000.tar   …  (paired and labeled data)
+    <output>/<split>/shard-000000.tar   …  (paired, labeled and single-domain data)
     <output>/<split>/<domain>/shard-000000.tar  (unpaired data: each domain in shards of its own, read on its own)
 
 Sample columns (``__key__`` is dot-free, derived from the source path):
 
 * paired data (pix2pix): ``input.png`` and ``target.png`` (RGB PNG, ``load_size``², input = the ``direction``'s
   source half of the A|B image);
-* unpaired and labeled data: ``image.png`` and ``domain.cls`` (the domain's index in ``manifest.domains``).
+* unpaired, labeled and single-domain data: ``image.png`` and ``domain.cls`` (the domain's index in
+  ``manifest.domains``; single-domain data, sharded from an ``images`` folder, has the one domain ``images``).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class Manifest(_Record):
     id: str  # sha256 over every shard's (split, path, sha256): same data, same id
     dataset: str
     version: str | None = None  # the dataset version (a nightly's date) when sharded into <root>/<version>/
-    data_mode: Literal["paired", "unpaired", "labeled"]
+    data_mode: Literal["paired", "unpaired", "labeled", "single"]
     columns: list[str]
     domains: list[str]
     plan_id: str  # sha256 of (source fingerprint, shard config, format): equal plan → the run is a no-op

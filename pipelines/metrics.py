@@ -1,5 +1,5 @@
-"""Image metrics: paired (L1, PSNR, SSIM) and distribution (FID, KID) via torchmetrics; LPIPS diversity and the
-(conditional) Inception Score of multimodal translations; sample grids.
+"""Image metrics: paired (L1, PSNR, SSIM), reconstruction (MSE, PSNR) and distribution (FID, KID) via torchmetrics;
+LPIPS diversity and the (conditional) Inception Score of multimodal translations; sample grids.
 
 Images come in as the models produce them, in [-1, 1]; metrics see [0, 1] (``data_range=1``). SSIM is torchmetrics'
 11×11 Gaussian window (σ 1.5), which differs slightly from scikit-image's default 7×7 uniform window.
@@ -62,6 +62,22 @@ def paired_sums(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
 def paired_means(sums: torch.Tensor) -> dict[str, float]:
     n = max(float(sums[3]), 1.0)
     return {"l1": float(sums[0]) / n, "psnr": float(sums[1]) / n, "ssim": float(sums[2]) / n}
+
+
+def recon_sums(rec: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """[Σ MSE, Σ PSNR, n] of reconstructions over a batch (float64 sums). MSE is per pixel on the models' [-1, 1]
+    scale (what an autoencoder's reconstruction term measures); PSNR on [0, 1] (``data_range=1``), per image, as
+    :func:`paired_sums` computes it."""
+    r, x = rec.detach().double(), real.detach().double()
+    mse = (r - x).pow(2).mean(dim=(1, 2, 3))
+    mse01 = (to_unit(r) - to_unit(x)).pow(2).mean(dim=(1, 2, 3)).double()
+    psnr = 10.0 * torch.log10(1.0 / mse01.clamp_min(1e-10))
+    return torch.stack([mse.sum(), psnr.sum(), torch.tensor(float(r.shape[0]), dtype=torch.float64, device=r.device)])
+
+
+def recon_means(sums: torch.Tensor) -> dict[str, float]:
+    n = max(float(sums[2]), 1.0)
+    return {"mse": float(sums[0]) / n, "psnr": float(sums[1]) / n}
 
 
 class TinyFeatures(nn.Module):

@@ -51,7 +51,8 @@ def train(cfg: PipelineConfig) -> dict:
                                  "sizes the run"}
     name, run_dir, manifest = plan_run(**cfg.train_args())
     split = manifest.splits.get(t.train_split)
-    run = run_plan(cfg.model.name, cfg.model.args, t, epoch_images(split, family.data_mode)) if split else None
+    images = epoch_images(split, family.data_mode, t.domain) if split else 0  # single-domain: train.domain's images
+    run = run_plan(cfg.model.name, cfg.model.args, t, images) if split else None
     if finished_run(**cfg.train_args()) is not None:
         action = "nothing: this run has finished"
     elif any(e.relpath.startswith("checkpoint_") for e in storage.list_files(run_dir)):

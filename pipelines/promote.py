@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 
 class PromoteConfig(StrictModel):
-    metric: str = "l1"  # any key of evaluate.LOWER_IS_BETTER, or fid_<domain> / kid_<domain>
+    metric: str = "l1"  # any key of evaluate.LOWER_IS_BETTER (single-domain families: fid, kid, mse, psnr), or
+    #                    fid_<domain> / kid_<domain>
     min_improvement: float = Field(default=0.0, ge=0)  # required margin, in the metric's units
     challenger_alias: str = "challenger"
     champion_alias: str = "champion"

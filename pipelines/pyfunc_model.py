@@ -7,7 +7,9 @@ with only torch and MLflow installed: it runs *this* file, whose ``load_context`
 ``I2IModel.from_pretrained`` (``torch.load(weights_only=True)``).
 
 ``predict(x, params)``: ``x`` is a float32 array (N, C, H, W) in [-1, 1]; ``params`` are the family's
-``translate`` conditions (``direction``, ``seed``, ``domain``); the result has the same layout.
+``translate`` conditions (``direction``, ``seed``, ``domain``); the result has the same layout. Single-domain
+families that encode (AE, VAE, …) return the reconstructions x → z → x'; one that only generates (GAN) takes an
+int64 array of seeds (N,) instead and returns image k = ``sample(1, seed=seeds[k])``, (N, C, H, W) in [-1, 1].
 
 The project's own paths (translate, evaluate, the promotion gate) never execute this file: they download the
 ``pretrained`` artifact and load it with ``I2IModel.from_pretrained`` (see ``register.load_model``).
@@ -29,10 +31,14 @@ class I2IPyfuncModel(PythonModel):
         import numpy as np
         import torch
 
-        x = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
-        condition = {k: v for k, v in (params or {}).items() if v is not None}
+        model = self.model
         with torch.no_grad():
-            return self.model.translate(x, **condition).float().numpy()
+            if model.data_mode == "single" and not model.encodes:  # a generator only: seeds in, samples out
+                seeds = np.asarray(model_input).reshape(-1)
+                return np.concatenate([model.sample(1, seed=int(s)).float().numpy() for s in seeds])
+            x = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
+            condition = {k: v for k, v in (params or {}).items() if v is not None}
+            return model.translate(x, **condition).float().numpy()
 
 
 mlflow.models.set_model(I2IPyfuncModel())

@@ -115,11 +115,16 @@ def _log(exported: I2IModel, name: str, run_id: str) -> str:
 
     import i2i_models
 
-    size, channels = exported.config.image_size, getattr(exported.config, "in_channels", 3)
+    size = exported.config.image_size
+    channels = getattr(exported.config, "in_channels", getattr(exported.config, "channels", 3))
     example = np.random.default_rng(0).uniform(-1, 1, (1, channels, size, size)).astype("float32")
     params = _params(exported)
     with torch.no_grad():
-        output = exported.translate(torch.from_numpy(example), **params).float().numpy()
+        if exported.data_mode == "single" and not exported.encodes:  # a generator only: seeds in, samples out
+            example = np.arange(2, dtype=np.int64)
+            output = torch.cat([exported.sample(1, seed=int(s)) for s in example]).float().numpy()
+        else:
+            output = exported.translate(torch.from_numpy(example), **params).float().numpy()
     with tempfile.TemporaryDirectory() as d, mlflow.start_run(run_id=run_id):
         folder = os.path.join(d, PRETRAINED_ARTIFACT)  # MLflow keeps the folder's name: artifacts/pretrained/
         exported.save_pretrained(folder)

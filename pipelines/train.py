@@ -71,6 +71,9 @@ class TrainConfig(StrictModel):
     seed: int = 0
     train_split: str = "train"
     val_split: str = "val"
+    # single-domain families (AE, VAE, GAN, …): the one domain of an unpaired / labeled dataset they learn (A, B, or a
+    # domain folder's name); unset for an ``images`` dataset, and for every other family
+    domain: str | None = None
     log_every_steps: int = Field(default=50, gt=0)
 
     _safe_run_name = field_validator("run_name")(check_name)  # the run's folder under storage_path
@@ -135,11 +138,13 @@ def run_plan(model: str, model_args: dict, train: TrainConfig, epoch_images: int
                    total_iterations=min(bounds))
 
 
-def epoch_images(entry: SplitEntry, data_mode: str) -> int:
+def epoch_images(entry: SplitEntry, data_mode: str, domain: str | None = None) -> int:
     """Images one epoch passes over ``entry`` (a manifest split): its samples; for unpaired data the larger
-    domain's (the other one cycles)."""
+    domain's (the other one cycles); for a single-domain family its ``domain``'s."""
     from pipelines import feeds
 
+    if data_mode == "single" and domain is not None:
+        return entry.domains.get(domain, 0)
     if data_mode == "unpaired":
         return entry.domains.get(feeds.lead_domain(entry.domains).upper(), 0)
     return entry.samples
@@ -162,9 +167,16 @@ def run_name_for(model: str, dataset: str, dataset_id: str, spec: dict) -> str:
 
 def plan_run(model: str, model_args: dict, loss_weights: dict, train: TrainConfig):
     """(run name, run folder URI, manifest) of the training run this config describes — without running it."""
+    from pipelines import feeds
+
     family = get_model_class(model)
     manifest = read_manifest(train.dataset)
-    if manifest.data_mode != family.data_mode:
+    if family.data_mode == "single":
+        feeds.single_domain(manifest, train.domain, f"model '{model}'")
+    elif train.domain is not None:
+        raise DatasetError(f"train.domain picks the one domain a single-domain family learns; model '{model}' trains "
+                           f"on {family.data_mode} data: unset train.domain")
+    elif manifest.data_mode != family.data_mode:
         raise DatasetError(f"model '{model}' trains on {family.data_mode} data, but dataset '{manifest.dataset}' "
                            f"is {manifest.data_mode}")
     # canonical: every weight and model field spelled out, so "default" and "set to the default" name one run; the
@@ -172,7 +184,8 @@ def plan_run(model: str, model_args: dict, loss_weights: dict, train: TrainConfi
     spec = {"model_args": dataclass_dict(family, model_args), "loss_weights": family.resolve_weights(loss_weights),
             "train": {**train.model_dump(exclude={"num_workers", "use_gpu", "cpus_per_worker", "placement_strategy",
                                                   "storage_path", "run_name", "max_failures", "log_every_steps",
-                                                  "num_to_keep", "batch_size", "global_batch_size"}),
+                                                  "num_to_keep", "batch_size", "global_batch_size",
+                                                  *(["domain"] if train.domain is None else [])}),
                       "global_batch_size": batch_plan(train).global_batch_size}}
     name = train.run_name or run_name_for(model, manifest.dataset, manifest.id, spec)
     return name, storage.join(train.storage_path, name), manifest
@@ -198,10 +211,14 @@ def loop_config(model: str, model_args: dict, loss_weights: dict, train: TrainCo
     family = get_model_class(model)
     config = family.Config(**model_args)
     manifest = read_manifest(train.dataset)
-    plan = run_plan(model, model_args, train, epoch_images(_split(manifest, train.train_split), family.data_mode))
+    domain = feeds.single_domain(manifest, train.domain, f"model '{model}'") if family.data_mode == "single" else None
+    plan = run_plan(model, model_args, train, epoch_images(_split(manifest, train.train_split), family.data_mode,
+                                                           domain))
     extra = {}
     if family.data_mode == "unpaired":  # an epoch is one pass over the larger domain
         extra["lead_domain"] = feeds.lead_domain(manifest.splits[train.train_split].domains)
+    if domain is not None:
+        extra["domain"] = domain
     return {
         "model": model, "model_args": model_args, "loss_weights": loss_weights, "data_mode": family.data_mode,
         **extra,
@@ -222,9 +239,14 @@ def _split(manifest, split: str) -> SplitEntry:
 
 
 def datasets_for(train: TrainConfig) -> dict:
+    """The run's Ray Datasets. A dataset of one domain, or ``train.domain`` set (which only a single-domain family
+    accepts, see :func:`plan_run`), is read as single-domain data."""
     from pipelines import feeds
 
     m = read_manifest(train.dataset)
+    if train.domain is not None or m.data_mode == "single":
+        return feeds.datasets("single", train.dataset, train_split=train.train_split, val_split=train.val_split,
+                              seed=train.seed, domain=feeds.single_domain(m, train.domain))
     return feeds.datasets(m.data_mode, train.dataset, train_split=train.train_split, val_split=train.val_split,
                           seed=train.seed)
 
@@ -268,11 +290,16 @@ def run_train(*, model: str, model_args: dict, loss_weights: dict, train: TrainC
     if (done := finished_run(model, model_args, loss_weights, train)) is not None:
         log.info("training run %s already finished: nothing to do", name)
         return done
-    plan = run_plan(model, model_args, train, epoch_images(_split(manifest, train.train_split), manifest.data_mode))
+    from pipelines import feeds
+
+    mode = get_model_class(model).data_mode
+    domain = feeds.single_domain(manifest, train.domain) if mode == "single" else None
+    plan = run_plan(model, model_args, train, epoch_images(_split(manifest, train.train_split), mode, domain))
     init_ray(ray_config)
     datasets = datasets_for(train)  # every shard checked against the manifest before any run exists
     mlflow_run = tracking.run_for(mlflow, name, {"i2i.model": model, "i2i.dataset": manifest.dataset,
-                                                 "i2i.dataset_id": manifest.id, **(tags or {})})
+                                                 "i2i.dataset_id": manifest.id,
+                                                 **({"i2i.domain": domain} if domain else {}), **(tags or {})})
     # the resolved batch split and length as MLflow params plan.*, beside the train.* fields they come from
     _log_params(mlflow, mlflow_run, model, model_args, loss_weights, train,
                 {**(resolved_config or {}), "plan": asdict(plan)}, manifest)

@@ -181,20 +181,26 @@ def _validate(model: I2IModel, config: dict, io: LoopIO, device) -> tuple[dict, 
     columns.
 
     paired: L1/PSNR/SSIM against the target (+ KID with ``kid_weight``); unpaired and labeled: KID of the
-    translations against real images of the target domain. ``objective`` (what tuning minimises) is
-    ``val_l1 + kid_weight · val_kid`` for paired data and ``val_kid`` otherwise. Each rank feeds its own images
-    into its own feature statistics (on its device); ranks then all-reduce the sums and gather the bounded KID
-    samples (``metrics.Distribution.combine``): no rank ever holds another rank's images."""
+    translations against real images of the target domain; single: KID of samples from the prior (as many as real
+    images, seeded per rank and batch) against the val images, and the reconstruction's MSE/PSNR where the family
+    encodes. ``objective`` (what tuning minimises) is ``val_l1 + kid_weight · val_kid`` for paired data and
+    ``val_kid`` otherwise. Each rank feeds its own images into its own feature statistics (on its device); ranks
+    then all-reduce the sums and gather the bounded KID samples (``metrics.Distribution.combine``): no rank ever
+    holds another rank's images."""
     mode = config.get("data_mode", "paired")
     sums, first, kid = torch.zeros(4, device=device), None, None
+    recon = torch.zeros(3, device=device, dtype=torch.float64)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config["seed"])  # the same test-time noise every epoch; training's RNG stream untouched
         if mode != "paired" or config.get("kid_weight"):
             kid = metrics.Distribution(config.get("feature_net", "tiny"), config.get("inception_weights"),
                                        kid_subset_size=1000, seed=config["seed"], device=device)
-        for batch in feeds.val_batches(mode, io.dataset, config):
+        for i, batch in enumerate(feeds.val_batches(mode, io.dataset, config)):
             batch = _to_device(batch, device, config["channels_last"])
-            fake, real, columns = _translate_val(model, mode, batch)
+            if mode == "single":
+                fake, real, columns = _single_val(model, config, batch, i, recon)
+            else:
+                fake, real, columns = _translate_val(model, mode, batch)
             if mode == "paired":
                 sums += metrics.paired_sums(fake, real).to(device)
             if kid is not None:
@@ -205,12 +211,31 @@ def _validate(model: I2IModel, config: dict, io: LoopIO, device) -> tuple[dict, 
     out = {}
     if mode == "paired":
         out = {f"val_{k}": v for k, v in metrics.paired_means(_all_reduce(sums).cpu()).items()}
+    if mode == "single" and model.encodes:
+        out.update({f"val_{k}": v for k, v in metrics.recon_means(_all_reduce(recon).cpu()).items()})
     if kid is not None:
         kid.combine(_all_reduce, _all_gather)
         out["val_kid"] = kid.compute()["kid"]
     out["objective"] = (out["val_l1"] + config.get("kid_weight", 0.0) * out.get("val_kid", 0.0)
                         if mode == "paired" else out["val_kid"])
     return out, first
+
+
+@torch.no_grad()
+def _single_val(model: I2IModel, config: dict, batch: dict, i: int, recon: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """(samples, real images, sample-grid columns) of one val batch of a single-domain family: as many samples as
+    real images, from a seed fixed per (run seed, rank, batch) — the same every epoch; the reconstruction's sums
+    are added to ``recon`` where the family encodes. Grid: real | reconstruction | sample (sample alone for a
+    family that does not encode)."""
+    x = batch["image"]
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    fake = model.sample(x.shape[0], seed=config["seed"] * 1_000_003 + rank * 10_007 + i, device=x.device)
+    if not model.encodes:
+        return fake, x, [fake]
+    rec = model.translate(x)
+    recon += metrics.recon_sums(rec, x).to(recon)
+    return fake, x, [x, rec, fake]
 
 
 def _translate_val(model: I2IModel, mode: str, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None, list]:

@@ -23,6 +23,11 @@ target). With ``seed``, style k of *every* input is drawn from ``seed + k`` (as 
 and applies each to all inputs), so output ``<name>_s<k>.png`` does not depend on the batch it was in. A condition
 the model does not take is a :class:`ConditionError` with the model's own one-line message, raised on the driver
 before any work is scheduled.
+
+Single-domain families (AE, VAE, GAN, …): translating images is their reconstruction x → z → x' (a family that
+does not encode — GAN — refuses it with a :class:`ConditionError`), and :func:`run_sample` (``i2i translate
+--sample N``) writes N new images from the prior instead, ``seed_<s>.png`` for s = seed … seed + N − 1, image s
+being ``model.sample(1, seed=s)``: the same file for the same seed, whatever N, the batch or the replica.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ log = logging.getLogger(__name__)
 SUMMARY_FILE = "_i2i_translate.json"
 MAX_SIZE = 4096  # --size: the probe on the driver and every replica hold (batch, channels, size, size) activations
 MAX_STYLES = 64  # --num-styles: outputs per input
+MAX_SAMPLES = 1_000_000  # --sample: images drawn from a prior in one job
 MAX_NAME_PART_BYTES = 200  # file systems allow 255 per name; the atomic write's temporary name adds ~14
 MAX_NAME_BYTES = 880  # S3 keys are at most 1024 bytes, output prefix and suffix included
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -238,6 +244,9 @@ def _check_condition(model: I2IModel, condition: dict, num_styles: int, seed: in
         if reference is not None:
             raise ConditionError("a reference gives one style: use a seed for num_styles > 1")
         condition.setdefault("seed", seed)
+    if model.data_mode == "single" and not model.encodes:
+        raise ConditionError(f"{model.name} does not encode images (it only generates from its prior): it cannot "
+                             "translate inputs; draw new images with --sample N [--seed S]")
     native = model.config.image_size
     size = size or native
     probe = {**condition, **({"reference": _reference(reference, size, max_pixels)} if reference is not None else {})}
@@ -397,5 +406,62 @@ def run_translate(model_uri: str, source: str, output: str, *, condition: dict[s
                              inputs=len(rows) + len(undecoded) + len(inputs.skipped),
                              written=int(sum(r["written"] for r in rows)), skipped=skipped, ignored=inputs.ignored,
                              output=output)
+    storage.write_bytes(storage.join(output, SUMMARY_FILE), json.dumps(asdict(result), indent=1).encode())
+    return result
+
+
+class Sampler:
+    """The Ray Data UDF of :func:`run_sample`: one model per actor; ``__call__`` draws the images of a batch of seeds
+    (``model.sample(1, seed=s)`` each) and writes ``seed_<s>.png``."""
+
+    def __init__(self, *, model_uri: str, mlflow: tracking.MlflowConfig | None, output: str):
+        self.model = load_model(model_uri, mlflow).eval()
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model.nets.to(self.device)
+        self.output = output
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        seeds = [int(s) for s in batch["seed"]]
+        for s in seeds:
+            storage.write_bytes(output_uri(self.output, f"seed_{s}"),
+                                _png(self.model.sample(1, seed=s, device=self.device)[0]))
+        return {"name": np.array([f"seed_{s}" for s in seeds], dtype=object),
+                "written": np.ones(len(seeds), dtype=np.int64), "error": np.array([""] * len(seeds), dtype=object)}
+
+
+def run_sample(model_uri: str, output: str, *, n: int, seed: int = 0, cfg: TranslateConfig | None = None,
+               mlflow: tracking.MlflowConfig | None = None, ray_config=None) -> TranslateResult:
+    """``n`` new images from the prior of a single-domain model (``models:/NAME@champion``, a checkpoint folder, …)
+    into ``output`` as ``seed_<s>.png``, s = ``seed`` … ``seed + n − 1``, on Ray Data replicas
+    (``translate.concurrency``, ``translate.batch_size`` seeds per call)."""
+    import ray
+
+    cfg = cfg or TranslateConfig()
+    if not 1 <= n <= MAX_SAMPLES:
+        raise ConditionError(f"--sample must be in [1, {MAX_SAMPLES}], got {n}")
+    mlflow = mlflow or tracking.MlflowConfig()
+    mlflow = mlflow.model_copy(update={"tracking_uri": mlflow.uri()})
+    output = storage.absolute(output)
+    resolved = resolve_model_uri(model_uri, mlflow)
+    model = load_model(resolved, mlflow)
+    try:
+        model.sample(1, seed=seed)  # on the driver: a model without a prior fails here, before any work
+    except NotImplementedError as err:
+        raise ConditionError(f"{model.name} cannot sample ({err}): --sample is for single-domain families "
+                             "(ae, vae, gan, …)") from None
+    cluster.init_ray(ray_config)
+    use_gpu = cluster.use_gpu(cfg.use_gpu)
+    replicas = _replicas(cfg, use_gpu)
+    log.info("sampling %d images (seeds %d…%d) from %s (%d replicas) -> %s", n, seed, seed + n - 1, resolved,
+             replicas, output)
+    seeds = ray.data.range(n, override_num_blocks=max(1, min(replicas * 2, n))).map_batches(
+        lambda b: {"seed": b["id"] + seed}, batch_format="numpy")
+    rows = seeds.map_batches(
+        Sampler, batch_size=cfg.batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=replicas),
+        num_cpus=cfg.cpus_per_worker, num_gpus=1 if use_gpu else None,
+        fn_constructor_kwargs={"model_uri": resolved, "mlflow": mlflow, "output": output},
+    ).take_all()
+    result = TranslateResult(model=model_uri, model_version=resolved, inputs=0,
+                             written=int(sum(r["written"] for r in rows)), skipped=[], ignored=0, output=output)
     storage.write_bytes(storage.join(output, SUMMARY_FILE), json.dumps(asdict(result), indent=1).encode())
     return result

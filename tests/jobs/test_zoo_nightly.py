@@ -1,7 +1,7 @@
-"""A multimodal unpaired family (MUNIT) and the labeled one (StarGAN v2) through the whole pipeline as users run
-it: `ray job submit` of `jobs.nightly` with the family's demo config (shard → 2-worker training → evaluation →
-registry → promotion), then `i2i translate` (Ray Data replicas, each a fresh process that loads `@champion` from the
-registry) with the family's conditions."""
+"""A multimodal unpaired family (MUNIT), the labeled one (StarGAN v2) and a single-domain one (VAE) through the whole
+pipeline as users run it: `ray job submit` of `jobs.nightly` with the family's demo config (shard → 2-worker
+training → evaluation → registry → promotion), then `i2i translate` (Ray Data replicas, each a fresh process that
+loads `@champion` from the registry) with the family's conditions, or `--sample`."""
 
 import json
 import os
@@ -78,3 +78,66 @@ def test_nightly_registers_and_champion_translates_with_conditions(family, ray_h
             a, b = (np.asarray(Image.open(x), dtype=np.int16) for x in first)
             assert a.shape == (32, 32, 3) and np.abs(a - b).max() > 0
     assert len(outputs[0]) == 4 and len(outputs[1]) == 2
+
+
+def test_single_domain_family_nightly_to_champion_then_samples(ray_head, ray_cluster, mlflow_server, demo_root,
+                                                               tmp_path, capsys):
+    """A single-domain family (VAE) through `ray job submit` of `jobs.nightly` with the basics demo config: one
+    domain (A) of the demo photo→winter set, 2 Ray Train workers whose validation KID (samples vs held-out images)
+    and reconstruction MSE are the final checkpoint's, recomputed here from the shards; evaluation of FID/KID of as
+    many samples as real images and of the reconstructions; registry; promotion on fid. Then `i2i translate
+    --sample` from `@champion`: the files are the registered model's samples of their seeds."""
+    import shutil
+
+    import torch
+
+    from i2i_models.base import I2IModel
+    from pipelines.metrics import TinyFeatures
+    from pipelines.register import load_model
+    from pipelines.tracking import MlflowConfig
+    from pipelines.translate import _png
+    from tests.conftest import kid_all_samples, shard_domain_images
+
+    src = tmp_path / "photo2winter"
+    shutil.copytree(f"{demo_root}/photo2winter", src)
+    for extra in sorted((src / "testA").iterdir())[2:]:  # 2 held-out A images: one per rank, none dropped
+        extra.unlink()
+    shards = str(tmp_path / "shards")
+    name = f"i2i-vae-{uuid.uuid4().hex[:8]}"
+    sets = {"model.name": "vae", "shard.source": str(src), "shard.output": shards, "shard.load_size": 16,
+            "shard.num_shards": 2, "model.args": "{image_size: 16, nz: 8, ngf: 4, ndf: 4}", "train.dataset": shards,
+            "train.crop_size": 16, "train.epochs": 1, "train.global_batch_size": 4,
+            "train.storage_path": str(tmp_path / "runs"), "mlflow.tracking_uri": mlflow_server,
+            "evaluate.batch_size": 8, "registry.name": name, "mlflow.experiment": f"zoo-nightly-{name}"}
+    args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
+    r = submit(ray_head, "python", "-m", "jobs.nightly", "--config", "jobs/configs/basics_demo.yaml", *args)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    summary = json.loads(r.stdout[r.stdout.index('{\n "status"'): r.stdout.rindex("}") + 1])
+    version = summary["register"]["version"]
+    assert summary["promote"]["decision"] == "promoted"
+    # training: each rank validated one held-out A image against one sample of seed (run seed · 1000003 + rank ·
+    # 10007 + batch index); the ranks' statistics combined give the KID of both against both
+    trained, m = I2IModel.from_pretrained(summary["train"]["checkpoint"]), summary["train"]["metrics"]
+    real = shard_domain_images(shards, "test", "A")
+    fake = torch.cat([trained.sample(1, seed=rank * 10_007) for rank in (0, 1)])
+    assert m["val_kid"] == pytest.approx(kid_all_samples(real, fake, TinyFeatures()), rel=1e-3, abs=1e-6)
+    mse = float((trained.translate(real) - real).pow(2).mean())
+    assert m["val_mse"] == pytest.approx(mse, rel=1e-4) and {"loss_kl", "loss_recon", "val_psnr"} <= set(m)
+    # evaluation: as many samples as real images, the reconstructions of those images, on domain A
+    got = summary["evaluate"]["metrics"]
+    assert {"fid", "kid", "mse", "psnr"} <= set(got) and got["mse"] == pytest.approx(mse, rel=1e-4)
+    assert summary["evaluate"]["samples"] == 2 and summary["evaluate"]["fingerprint_spec"]["domain"] == "A"
+    client = mlflow.MlflowClient(mlflow_server, registry_uri=mlflow_server)
+    assert {k: float(client.get_model_version(name, version).tags[f"eval.{k}"]) for k in got} == got
+    assert client.get_model_version_by_alias(name, "champion").version == version
+
+    out = tmp_path / "samples"
+    args = ["--set", f"mlflow.tracking_uri={mlflow_server}", "--model", f"models:/{name}@champion", "--sample", "3",
+            "--seed", "5", str(out)]
+    assert translate_job.main(args) == 0, capsys.readouterr().err[-3000:]
+    result = json.loads(capsys.readouterr().out)
+    assert result["model_version"] == f"models:/{name}/{version}" and result["written"] == 3
+    assert sorted(f for f in os.listdir(out) if f.endswith(".png")) == ["seed_5.png", "seed_6.png", "seed_7.png"]
+    served = load_model(f"models:/{name}/{version}", MlflowConfig(tracking_uri=mlflow_server))
+    for s in (5, 6, 7):
+        assert (out / f"seed_{s}.png").read_bytes() == _png(served.sample(1, seed=s)[0])

@@ -162,3 +162,47 @@ def test_shards_are_hashed_in_ray_tasks_once_per_manifest_and_again_where_change
     monkeypatch.setattr(data, "_check_shard_task", real_task)
     with pytest.raises(ShardIntegrityError, match=r"train/shard-000001\.tar does not match the manifest"):
         read_split(str(out), "train")
+
+
+def test_single_domain_datasets_from_an_images_folder_and_from_one_domain(unpaired, paired, demo_root, tmp_path):
+    """A single-domain family reads one domain of images: a folder of images sharded as layout ``images`` (data mode
+    single), or one domain of an unpaired dataset, in train batches {"image"} (random crop + flip) and val
+    batches."""
+    import shutil
+
+    from pipelines import feeds
+    from pipelines.errors import DatasetError
+
+    src = tmp_path / "photos"
+    shutil.copytree(f"{demo_root}/photo2winter/trainA", src)  # a flat folder of photos
+    out = str(tmp_path / "shards")
+    run_shard(ShardConfig(source=str(src), output=out, load_size=32, num_shards=2))
+    m = mf.read_manifest(out)
+    n = len(list(src.iterdir()))
+    assert (m.data_mode, m.domains, m.source.layout) == ("single", ["images"], "images")
+    assert {s: e.samples for s, e in m.splits.items()}.keys() == {"train", "val"}
+    assert sum(e.samples for e in m.splits.values()) == n and m.splits["val"].samples >= 1
+    um = mf.read_manifest(unpaired)
+    for dataset, domain, count in ((out, None, m.splits["train"].samples),
+                                   (unpaired, "A", um.splits["train"].domains["A"])):
+        picked = feeds.single_domain(mf.read_manifest(dataset), domain)
+        ds = feeds.datasets("single", dataset, train_split="train", val_split="val" if domain is None else "test",
+                            seed=0, domain=picked)
+        config = {"batch_size": 2, "shuffle_buffer": 0, "crop_size": 24, "flip": True, "seed": 0}
+        batches = list(feeds.train_batches("single", ds.__getitem__, config, 0, 0, torch.Generator().manual_seed(0)))
+        assert all(set(b) == {"image"} and b["image"].shape[1:] == (3, 24, 24) for b in batches)
+        assert sum(b["image"].shape[0] for b in batches) == count - count % 2  # every image of the domain, once
+        rows = ds["train"].take_all()
+        assert len(rows) == count and {r["domain"] for r in rows} == {0}  # A is domain 0; the images' one domain 0
+        val = list(feeds.val_batches("single", ds.__getitem__, config))
+        assert sum(b["image"].shape[0] for b in val) == (m.splits["val"].samples if domain is None
+                                                         else um.splits["test"].domains["A"])
+    # what cannot be one domain says how to fix it
+    with pytest.raises(DatasetError, match="has 2 .*A, B.*set train.domain"):
+        feeds.single_domain(um, None)
+    with pytest.raises(DatasetError, match="no domain 'C'.*A, B"):
+        feeds.single_domain(um, "C")
+    with pytest.raises(DatasetError, match="leave train.domain unset"):
+        feeds.single_domain(m, "A")
+    with pytest.raises(DatasetError, match="is paired .*shard a folder of images .*train.domain"):
+        feeds.single_domain(mf.read_manifest(paired), None)

@@ -132,6 +132,25 @@ def test_config_and_metric_directions():
         lower_is_better("accuracy")
 
 
+def test_single_domain_fingerprint_and_gate_metrics():
+    """A single-domain family's evaluation depends on the domain it is measured on and on the batch (samples are
+    drawn per batch): both are in its fingerprint and come back from it; other families' fingerprints are what they
+    were (no new key). The gate knows the reconstruction metrics' directions."""
+    from pipelines.evaluate import config_from_spec, fingerprint_of, fingerprint_spec
+    from pipelines.promote import PromoteConfig
+
+    ae = get_model("ae", image_size=16, nz=8, ngf=4, ndf=4)
+    spec = fingerprint_spec(EvaluateConfig(**FAST, domain="B"), "id", "test", ae)
+    assert (spec["domain"], spec["batch_size"]) == ("B", 8)
+    assert config_from_spec(spec, EvaluateConfig()).domain == "B"
+    assert fingerprint_of(spec) != fingerprint_of(fingerprint_spec(EvaluateConfig(**FAST, domain="A"), "id", "test",
+                                                                   ae))
+    assert "domain" not in fingerprint_spec(EvaluateConfig(**FAST), "id", "val", get_model("pix2pix",
+                                                                                           **TINY["pix2pix"]))
+    assert lower_is_better("mse") and not lower_is_better("psnr")
+    assert PromoteConfig(metric="mse").metric == "mse"
+
+
 def test_workers_measure_in_ray_tasks_and_do_not_change_the_numbers(edge_shards, winter_shards, tmp_path):
     """Evaluation runs in Ray tasks (the driver only merges statistics): 1 or 2 workers, the same numbers (batches
     go to workers by index, noise is seeded per batch: pix2pix keeps dropout on at test time)."""

@@ -53,9 +53,58 @@ def test_declared_layout_that_does_not_fit(demo_root):
 def test_empty_or_unknown_source(tmp_path):
     with pytest.raises(DatasetError, match="no files found"):
         importers.scan(str(tmp_path))
-    (tmp_path / "x.png").write_bytes(png(RGB))
+    (tmp_path / "x.txt").write_text("x")
     with pytest.raises(DatasetError, match="cannot detect the layout"):
         importers.scan(str(tmp_path))
+
+
+def test_a_folder_of_images_is_one_domain_split_by_path_hash(tmp_path):
+    # as CelebA unpacks: img_align_celeba/000001.jpg …, here with a sub-folder and a stray file
+    root = tmp_path / "celeba"
+    (root / "more").mkdir(parents=True)
+    for i in range(30):
+        (root / ("more" if i % 3 == 0 else "") / f"{i:06d}.png").write_bytes(png(RGB))
+    (root / "notes.txt").write_text("x")
+    listing = importers.scan(str(tmp_path))
+    assert (listing.layout, listing.data_mode, listing.domains, listing.root) == ("images", "single", ["images"],
+                                                                                  "celeba")
+    split = {f.relpath: f.split for f in listing.files}
+    assert len(split) == 30 and {f.domain for f in listing.files} == {"images"}
+    assert [s.path for s in listing.skipped] == ["celeba/notes.txt"]
+    # the rule, written out: val when the first 8 bytes of sha256(path) fall in the lowest 10% of their range
+    import hashlib
+
+    rule = {p: "val" if int(hashlib.sha256(p.encode()).hexdigest()[:16], 16) < 0.1 * 16 ** 16 else "train"
+            for p in split}
+    assert split == rule and "val" in split.values() and "train" in split.values()
+    # adding images never moves an image to the other split
+    for i in range(30, 60):
+        (root / f"{i:06d}.png").write_bytes(png(RGB))
+    grown = {f.relpath: f.split for f in importers.scan(str(tmp_path)).files}
+    assert {p: grown[p] for p in split} == split and len(grown) == 60
+    # a folder too small for the 10% to hold one out still gets one val image
+    small = tmp_path / "small"
+    small.mkdir()
+    for name in ("a.png", "b.png"):
+        (small / name).write_bytes(png(RGB))
+    assert sorted(f.split for f in importers.scan(str(small)).files) == ["train", "val"]
+
+
+def test_declared_images_layout_with_split_folders(demo_root, tmp_path):
+    # train/ val/ of plain images reads as a two-domain layout (aligned A|B pairs, or domains with sub-folders)
+    # unless declared; declared, the folders are the splits, whatever their depth
+    root = tmp_path / "photos"
+    for split, n in (("train", 3), ("val", 2)):
+        (root / split / "sub").mkdir(parents=True)
+        for i in range(n):
+            (root / split / ("sub" if i else "") / f"{i}.png").write_bytes(png(RGB))
+    (root / "stray.png").write_bytes(png(RGB))
+    assert importers.scan(str(root)).layout == "domains"
+    listing = importers.scan(str(root), "images")
+    assert sorted((f.split, f.relpath) for f in listing.files) == [
+        ("train", "train/0.png"), ("train", "train/sub/1.png"), ("train", "train/sub/2.png"),
+        ("val", "val/0.png"), ("val", "val/sub/1.png")]
+    assert [(s.path, s.reason) for s in listing.skipped] == [("stray.png", "not part of the images layout")]
 
 
 def test_fingerprint_changes_with_the_source(demo_root, tmp_path):

@@ -3,6 +3,7 @@ PNGs out, with conditions; bad files skipped and listed; bad conditions refused 
 
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -226,3 +227,46 @@ def test_size_and_styles_are_bounded_and_checked_on_the_driver(checkpoint, image
         run_translate(munit, images, str(tmp_path / "x"), condition={"reference": os.path.join(images, "b.png")},
                       cfg=TranslateConfig(max_input_bytes=100))
     assert not os.path.exists(tmp_path / "x")
+
+
+def test_single_domain_models_sample_or_are_refused_on_the_driver(checkpoint, images, tmp_path, capsys):
+    """`--sample` takes a single-domain model and only --seed; a family that does not encode (GAN) cannot translate
+    inputs. Every refusal is one line, on the driver, before any work (nothing written)."""
+    gan = str(tmp_path / "gan")
+    get_model("gan", image_size=16, nz=8, ngf=4, ndf=4).save_pretrained(gan)
+    with pytest.raises(ConditionError, match="gan does not encode images .*--sample N"):
+        run_translate(gan, images, str(tmp_path / "x"))
+    assert translate_job.main(["--model", gan, images, str(tmp_path / "x")]) == 2
+    assert "--sample" in capsys.readouterr().err
+    for argv, message in ((["--sample", "2", images], "takes only --seed: not input"),
+                          (["--sample", "2", "--direction", "b2a"], "not direction"),
+                          (["--sample", "0"], r"in \[1, 1000000\]"),
+                          ([], "give INPUT and OUTPUT")):
+        assert translate_job.main(["--model", gan, *argv, str(tmp_path / "x")]) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and re.search(message, err), (argv, err)
+    cyclegan = checkpoint("cyclegan")
+    assert translate_job.main(["--model", cyclegan, "--sample", "2", str(tmp_path / "x")]) == 2
+    assert "cannot sample" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "x")
+
+
+def test_a_registered_generator_serves_samples_by_seed(tmp_path):
+    """A family that only generates (GAN) is registered with seeds as its pyfunc input: ``predict(seeds)`` returns
+    image k = ``sample(1, seed=seeds[k])``, as `i2i translate --sample` writes them."""
+    import mlflow
+    import torch
+
+    from pipelines import tracking
+    from pipelines.register import run_register
+
+    cfg = tracking.MlflowConfig(tracking_uri=f"sqlite:///{tmp_path}/m.db", experiment="gan-serving")
+    gan = get_model("gan", image_size=16, nz=8, ngf=4, ndf=4)
+    gan.save_pretrained(str(tmp_path / "ckpt"))
+    run_id = tracking.client(cfg).create_run(tracking.experiment_id(cfg)).info.run_id
+    reg = run_register(checkpoint=str(tmp_path / "ckpt"), model="gan", dataset="photos", mlflow=cfg, run_id=run_id)
+    served = mlflow.pyfunc.load_model(reg.model_uri)
+    got = served.predict(np.array([3, 4], dtype=np.int64))
+    expected = torch.cat([gan.sample(1, seed=s) for s in (3, 4)]).numpy()
+    assert got.shape == (2, 3, 16, 16)
+    np.testing.assert_allclose(got, expected, atol=1e-6)

@@ -1,6 +1,7 @@
 """The unpaired families train on Ray Train with 2 CPU workers from shards (the larger domain leads each epoch, the
 other one cycles unsplit): UNIT here; CycleGAN on two nodes in tests/jobs/test_multinode.py; MUNIT and StarGAN v2
-(labeled, EMA copies not DDP-wrapped) end to end in tests/jobs/test_zoo_nightly.py."""
+(labeled, EMA copies not DDP-wrapped) and a single-domain one (VAE, on one domain of a two-domain dataset) end to
+end in tests/jobs/test_zoo_nightly.py; here, what a single-domain family refuses to train on."""
 
 import shutil
 
@@ -53,3 +54,18 @@ def test_family_trains_with_two_workers(model, shards, tmp_path):
     assert r.metrics["objective"] == pytest.approx(expected, rel=1e-3, abs=1e-6)
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     assert torch.isfinite(trained.translate(x, direction="b2a")).all()
+
+
+def test_single_domain_family_needs_one_domain(shards, tmp_path):
+    """Before any work: a single-domain family on a two-domain dataset without train.domain (or on paired data:
+    tests/pipelines/test_data.py), and train.domain on another family, are errors that name the fix."""
+    from pipelines.errors import DatasetError
+
+    mlflow_cfg = MlflowConfig(tracking_uri=f"sqlite:///{tmp_path}/m.db")
+    cases = [("ae", shards["photo2winter"], None, r"dataset 'photo2winter' has 2 \(A, B\): set train.domain"),
+             ("ae", shards["photo2winter"], "C", "no domain 'C' .*A, B"),
+             ("unit", shards["photo2winter"], "A", "unit' trains on unpaired data: unset train.domain")]
+    for model, dataset, domain, message in cases:
+        with pytest.raises(DatasetError, match=message):
+            run_train(model=model, model_args={}, loss_weights={}, mlflow=mlflow_cfg,
+                      train=TrainConfig(dataset=dataset, domain=domain, storage_path=str(tmp_path / "runs")))
