@@ -3,11 +3,11 @@
 ``--config FILE`` plus dotted overrides ``--set shard.num_shards=8`` (values parsed as YAML). An unknown key, a wrong
 type or a missing required value is rejected before any work starts, naming the key and the valid choices.
 
-Local paths. A relative local path in a config (``shard.source: data/demo/edges2photo``) is made absolute when the
-config is loaded, against the current directory — which ``--base-dir DIR`` sets to the checkout a job was submitted
-from. ``ray job submit --working-dir .`` runs the job (and its Ray tasks and workers) in temporary copies of the
-code, where ``data/`` is not; ``i2i schedule print`` and the README's submit lines pass ``--base-dir`` so the paths
-mean what they meant where the command was typed.
+Local paths. ``ray job submit --working-dir .`` runs the job (and its Ray tasks and workers) in temporary copies of
+the code, where ``data/`` is not. ``--base-dir DIR`` (the checkout the job was submitted from) makes the job work
+from DIR, and every relative local path of a config it loads (``shard.source: data/demo/edges2photo``) absolute
+there, so tasks and workers in other directories read the same files. ``i2i schedule print`` passes it. Without
+``--base-dir`` a config is used as written (relative paths resolve against each process's current directory).
 """
 
 from __future__ import annotations
@@ -161,18 +161,33 @@ PATH_FIELDS = {"shard": ("source", "output"), "train": ("dataset", "storage_path
                "tune": ("storage_path",)}
 
 
+_base_dir: str | None = None  # set by --base-dir (set_base_dir): relative paths of loaded configs resolve there
+
+
+def set_base_dir(path: str | None) -> None:
+    """Work from ``path`` (chdir) and make the relative local paths of configs loaded from now on absolute there;
+    None: configs are used as written."""
+    global _base_dir
+    if path is not None:
+        os.chdir(path)
+        path = os.getcwd()
+    _base_dir = path
+
+
 def absolute_path(value: str | None) -> str | None:
-    """``value`` made absolute against the current directory when it is a relative local path (``~`` expanded);
-    URIs (``s3://…``, ``file://…``) and absolute paths unchanged."""
-    if not value or "://" in value:
+    """``value`` made absolute against the base dir (:func:`set_base_dir`) when it is a relative local path
+    (``~`` expanded); URIs (``s3://…``, ``file://…``), absolute paths, and everything without a base dir unchanged."""
+    if not value or "://" in value or _base_dir is None:
         return value
-    return os.path.abspath(os.path.expanduser(value))
+    return os.path.normpath(os.path.join(_base_dir, os.path.expanduser(value)))
 
 
 def absolute_paths(cfg: PipelineConfig) -> PipelineConfig:
     """``cfg`` with every relative local path of :data:`PATH_FIELDS` (and each ``model.args`` value named
-    ``*_weights``) absolute: Ray tasks and Train workers run in other directories than the driver, and read them
-    as given."""
+    ``*_weights``) absolute under the base dir: Ray tasks and Train workers run in other directories than the
+    driver, and read them as given. Unchanged without a base dir."""
+    if _base_dir is None:
+        return cfg
     update: dict = {}
     for section, fields in PATH_FIELDS.items():
         value = getattr(cfg, section)
@@ -193,8 +208,8 @@ class _BaseDir(argparse.Action):
             parser.error(f"--base-dir {value}: no such folder on this machine ({os.uname().nodename}); the job "
                          "resolves relative paths there — submit from a checkout this machine can read, or use "
                          "absolute or s3:// paths in the config and drop --base-dir")
-        os.chdir(value)
-        setattr(namespace, self.dest, os.path.abspath(value))
+        set_base_dir(value)
+        setattr(namespace, self.dest, os.getcwd())
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:

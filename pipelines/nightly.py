@@ -230,8 +230,20 @@ def run_nightly(cfg: PipelineConfig, dated: Dated | None = None, steps: Steps | 
     promo = steps.run("promote", PromoteResult, lambda: step_promote(final, reg.name, reg.version))
     summary.update(train=asdict(train), evaluate=asdict(evaluation), register=asdict(reg), promote=asdict(promo))
     summary["champion_uri"] = f"models:/{reg.name}@{cfg.promote.champion_alias}"
+    summary["sample_grid"] = _final_grid(cfg, train.mlflow_run_id)
     summary["mlflow_ui"] = f"mlflow ui --backend-store-uri {storage.redact_uri(cfg.mlflow.uri())}"
     return summary
+
+
+def _final_grid(cfg: PipelineConfig, run_id: str) -> str | None:
+    """The training run's last sample grid (inputs, outputs and targets of the first val images), to look at."""
+    from pipelines.report import final_sample_grid
+
+    try:
+        return storage.redact(final_sample_grid(cfg.mlflow, run_id) or "") or None
+    except Exception as err:  # noqa: BLE001 — a pointer in the summary; the run itself succeeded
+        log.warning("could not find the run's sample grid: %s", err)
+        return None
 
 
 def _located(shard: ShardResult, cfg) -> ShardResult:

@@ -18,13 +18,13 @@ from __future__ import annotations
 import base64
 import html
 import math
+import os
 import re
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from pipelines import storage, tracking
-from pipelines.config import absolute_path
 from pipelines.errors import I2IError, RegistryError
 
 # images/<key>+step+<step>+timestamp+<ms>+<uuid>.png (MLflow 3); "%" separators in earlier versions
@@ -67,7 +67,9 @@ def run_report(target: str, *, out: str | None, mlflow: tracking.MlflowConfig) -
     run, version = _resolve(c, target)
     data = _fetch(c, run, version)
     page, plots = render(data)
-    out = absolute_path(out or f"report-{_file_name(_run_name(run))}.html")
+    out = out or f"report-{_file_name(_run_name(run))}.html"
+    if "://" not in out:  # the summary names the file wherever the command ran
+        out = os.path.abspath(out)
     storage.write_bytes(out, page.encode())
     return ReportResult(out=out, run_id=run.info.run_id, plots=plots, images=len(data.images),
                         model_version=f"{version.name}/{version.version}" if version is not None else None)
@@ -110,6 +112,33 @@ def _first_line(err: Exception) -> str:
     return storage.redact(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
 
 
+def sample_images(c, run_id: str) -> list[tuple[str, int, str]]:
+    """(key, step, artifact path) of every image the run logged with ``mlflow.log_image(key=…, step=…)``, by key
+    and step (MLflow 3 stores them as ``images/<key>+step+<N>+timestamp+<ms>+<uuid>.png``, plus a ``.webp``)."""
+    names = {a.path for a in c.list_artifacts(run_id)}
+    found = []
+    if "images" in names:
+        for a in c.list_artifacts(run_id, "images"):
+            m = _IMAGE.match(a.path.rsplit("/", 1)[-1])
+            if m and not a.is_dir:
+                found.append((m["key"].replace("~", "/").replace("#", "/"), int(m["step"]), a.path))
+    return sorted(found, key=lambda f: (f[0], f[1]))
+
+
+def final_sample_grid(cfg: tracking.MlflowConfig, run_id: str) -> str | None:
+    """Where the last sample grid a training run logged is: a local file path when the artifact store is a local
+    folder (the embedded default), else its ``runs:/`` URI; None when the run logged none."""
+    c = tracking.client(cfg)
+    grids = [(step, path) for key, step, path in sample_images(c, run_id) if key == "samples"]
+    if not grids:
+        return None
+    path = max(grids)[1]
+    root = c.get_run(run_id).info.artifact_uri
+    if root.startswith("file://") or os.path.isabs(root):  # a local store (not mlflow-artifacts:/…, s3://…)
+        return os.path.join(root.removeprefix("file://"), path)
+    return f"runs:/{run_id}/{path}"
+
+
 def _fetch(c, run, version) -> _Data:
     data = _Data(run=run, version=version)
     run_id = run.info.run_id
@@ -119,13 +148,9 @@ def _fetch(c, run, version) -> _Data:
             data.histories[key] = sorted(points.items())  # a resumed epoch's later value wins
     top = {a.path: a for a in c.list_artifacts(run_id)}
     with tempfile.TemporaryDirectory() as tmp:
-        if "images" in top and top["images"].is_dir:
-            for a in c.list_artifacts(run_id, "images"):
-                m = _IMAGE.match(a.path.rsplit("/", 1)[-1])
-                if m and not a.is_dir:
-                    with open(c.download_artifacts(run_id, a.path, tmp), "rb") as f:
-                        data.images.append(_Image(m["key"].replace("~", "/").replace("#", "/"), int(m["step"]),
-                                                  f.read()))
+        for key, step, path in sample_images(c, run_id):
+            with open(c.download_artifacts(run_id, path, tmp), "rb") as f:
+                data.images.append(_Image(key, step, f.read()))
         for name in CONFIG_ARTIFACTS:
             if name in top and not top[name].is_dir:
                 with open(c.download_artifacts(run_id, name, tmp), encoding="utf-8", errors="replace") as f:

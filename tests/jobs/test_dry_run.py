@@ -25,13 +25,17 @@ def dry(main, args, capsys) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-def test_config_show_is_the_resolved_config_with_secrets_redacted(tmp_path, capsys):
-    assert config_job.main(["--config", "jobs/configs/quickstart.yaml", "--set", "train.epochs=7", "--set",
-                            f"mlflow.tracking_uri=http://me:{SECRET}@mlflow:5000"]) == 0
+def test_config_show_is_the_resolved_config_with_secrets_redacted(tmp_path, capsys, monkeypatch):
+    from pipelines import config
+
+    monkeypatch.chdir(tmp_path)  # --base-dir moves the job to REPO: the test's directory and base are restored after
+    monkeypatch.setattr(config, "_base_dir", None)
+    assert config_job.main(["--base-dir", REPO, "--config", "jobs/configs/quickstart.yaml", "--set",
+                            "train.epochs=7", "--set", f"mlflow.tracking_uri=http://me:{SECRET}@mlflow:5000"]) == 0
     out = capsys.readouterr().out
     cfg = json.loads(out)["config"]
     assert cfg["train"]["epochs"] == 7 and cfg["train"]["num_to_keep"] == 2  # defaults filled in
-    assert cfg["shard"]["source"] == f"{REPO}/data/demo/edges2photo"  # paths absolute
+    assert cfg["shard"]["source"] == f"{REPO}/data/demo/facades"  # paths absolute
     assert SECRET not in out and cfg["mlflow"]["tracking_uri"] == "http://***@mlflow:5000"
 
 

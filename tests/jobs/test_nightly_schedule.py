@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 
+import pytest
 import yaml
 
 from jobs import translate as translate_job
@@ -32,7 +33,7 @@ def summary_of(stdout: str) -> dict:
 
 
 def test_double_triggered_nightly_trains_each_model_once_then_champion_serves_and_gate_holds(
-        ray_head, ray_cluster, mlflow_server, demo_root, tmp_path, capsys, caplog):
+        ray_head, ray_cluster, mlflow_server, demo_root, tmp_path, capsys, caplog, monkeypatch):
     import mlflow
 
     tag = uuid.uuid4().hex[:8]  # this test's own names: nothing shared with other tests on the session's servers
@@ -84,13 +85,15 @@ def test_double_triggered_nightly_trains_each_model_once_then_champion_serves_an
     assert (tags["i2i.nightly_date"], tags["i2i.dataset_version"], tags["i2i.run_name"]) == (DATE, DATE,
                                                                                            edges["run"])
     run = client.get_run(versions[0].run_id)
+    edges_run_id = run.info.run_id
     assert run.info.run_name == edges["run"] and run.data.tags["i2i.nightly_date"] == DATE
 
     # the late data arrives; a deliberate re-run of the date (another submission id) skips every step that
     # succeeded and runs the rest
     shutil.copytree(f"{demo_root}/edges2photo", late)
-    again = submit(ray_head, "python", "-m", "jobs.nightly", "--schedule", str(tmp_path / "nightly.yaml"), "--date",
-                   DATE, options=("--submission-id", f"nightly-{DATE}-{tag}-rerun"))
+    again = submit(ray_head, "python", "-m", "jobs.nightly", "--base-dir", REPO, "--schedule",
+                   str(tmp_path / "nightly.yaml"), "--date", DATE, options=("--submission-id",
+                                                                         f"nightly-{DATE}-{tag}-rerun"))
     assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-2000:]
     rows = {r["model"]: r for r in summary_of(again.stdout)["models"]}
     assert rows["p2p-edges"]["steps_skipped"] == ["shard", "train", "evaluate", "register", "promote"]
@@ -102,6 +105,25 @@ def test_double_triggered_nightly_trains_each_model_once_then_champion_serves_an
     stored = storage.read_json(f"{keyed}/state/{DATE}/summary.json")
     assert stored["status"] == "succeeded" and stored["details"]["p2p-late"]["promote"]["decision"] == "promoted"
     assert {"l1", "psnr", "ssim", "fid", "kid"} <= set(stored["details"]["p2p-edges"]["evaluate"]["metrics"])
+    grid = stored["details"]["p2p-edges"]["sample_grid"]  # the last sample grid the training run logged
+    assert grid.startswith(f"runs:/{edges_run_id}/images/samples+step+0+") and grid.endswith(".png")
+
+    # the dry run of the date now: every step of p2p-edges would be skipped, the run is the one trained
+    from jobs import nightly as nightly_job
+    from pipelines import config
+
+    capsys.readouterr()
+    monkeypatch.chdir(REPO)  # --base-dir moves the process: the directory and the base dir are restored after
+    monkeypatch.setattr(config, "_base_dir", None)
+    with pytest.raises(SystemExit) as exit_:
+        nightly_job.main(["--base-dir", REPO, "--schedule", str(tmp_path / "nightly.yaml"), "--date", DATE,
+                          "--dry-run"])
+    printed_plan = capsys.readouterr().out
+    assert exit_.value.code == 0 and SECRET not in printed_plan
+    plan = json.loads(printed_plan)["models"]["p2p-edges"]["plan"]
+    assert plan["steps_skipped"] == ["shard", "train", "evaluate", "register", "promote"]
+    assert plan["train"]["run_name"] == edges["run"] and plan["train"]["action"] == "nothing: this run has finished"
+    assert plan["shard"]["action"] == "nothing: the dataset there is up to date"
 
     config_changed_trains_a_new_run(tmp_path / "nightly.yaml", edges, client, edges_name, caplog)
     secret_never_written(prefix, client, [out, err, second.stdout, second.stderr, again.stdout, again.stderr])
@@ -211,7 +233,7 @@ def test_shipped_schedule_runs_from_its_printed_cron_command(ray_head, demo_root
     date = "2031-09-11"
     job = subprocess.Popen(["sh", "-c", cron.replace("d=$(date +%F)", f"d={date}")], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
-    marker = checkout / "data" / "nightly" / date / "pix2pix-edges2photo" / "shard.json"
+    marker = checkout / "data" / "nightly" / date / "pix2pix-facades" / "shard.json"
     try:
         deadline = time.time() + 240
         while not marker.exists():
@@ -222,9 +244,9 @@ def test_shipped_schedule_runs_from_its_printed_cron_command(ray_head, demo_root
         ray_cli(ray_head, "stop", f"nightly-{date}")
         job.communicate(timeout=120)
     shard = json.loads(marker.read_text())["result"]
-    assert shard["output"] == str(checkout / "data" / "nightly" / "shards" / "edges2photo" / date)
+    assert shard["output"] == str(checkout / "data" / "nightly" / "shards" / "facades" / date)
     assert shard["samples"]["train"] > 0
-    assert (checkout / "data" / "nightly" / "shards" / "edges2photo" / date / "manifest.json").exists()
+    assert (checkout / "data" / "nightly" / "shards" / "facades" / date / "manifest.json").exists()
 
 
 def test_a_job_run_by_a_python_without_the_project_says_how_to_start_the_head():

@@ -69,14 +69,18 @@ def test_configs_shipped_with_jobs_validate():
 
 
 def test_relative_local_paths_become_absolute_uris_stay(tmp_path, monkeypatch):
-    """Ray tasks and Train workers run in other directories than the job: the config they get holds absolute
-    paths, resolved where the job runs (its --base-dir)."""
-    from pipelines.config import load_config
+    """Ray tasks and Train workers run in other directories than the job: with --base-dir the config they get
+    holds absolute paths, resolved there; without it, the config is used as written."""
+    from pipelines import config
 
-    monkeypatch.chdir(tmp_path)
-    cfg = load_config(None, ["shard.source=data/src", "shard.output=s3://bucket/shards", "train.dataset=shards/x",
-                             "evaluate.inception_weights=~/w.pth", "model.name=munit",
-                             "model.args.vgg_weights=vgg.pth"])
+    sets = ["shard.source=data/src", "shard.output=s3://bucket/shards", "train.dataset=shards/x",
+            "evaluate.inception_weights=~/w.pth", "model.name=munit", "model.args.vgg_weights=vgg.pth"]
+    monkeypatch.setattr(config, "_base_dir", None)
+    assert config.load_config(None, sets).shard.source == "data/src"
+    monkeypatch.chdir(tmp_path / "..")  # restored after the test, as is the base dir
+    config.set_base_dir(str(tmp_path))
+    assert os.getcwd() == str(tmp_path)
+    cfg = config.load_config(None, sets)
     assert cfg.shard.source == str(tmp_path / "data" / "src") and cfg.shard.output == "s3://bucket/shards"
     assert cfg.train.dataset == str(tmp_path / "shards" / "x")
     assert cfg.train.storage_path == str(tmp_path / "data" / "ray_results")  # defaults too
