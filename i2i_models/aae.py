@@ -33,10 +33,10 @@ from torch import nn
 
 from i2i_models import losses
 from i2i_models.base import LossTerm, StepOutput
-from i2i_models.blocks.dcgan import MLP, DCGANEncoder, DCGANGenerator
+from i2i_models.blocks.dcgan import MLP
 from i2i_models.blocks.init import init_weights
 from i2i_models.registry import register_model
-from i2i_models.single_base import Prior, SingleDomainConfig, SingleDomainModel
+from i2i_models.single_base import Prior, SingleDomainConfig, SingleDomainModel, dcgan_encoder, dcgan_generator
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,10 +62,8 @@ class AAE(SingleDomainModel):
         c = config
         if c.prior not in ("gaussian", "uniform"):
             raise ValueError(f"prior must be 'gaussian' or 'uniform', got {c.prior!r}")
-        self.nets["E"] = init_weights(DCGANEncoder(c.channels, c.nz, ndf=c.ndf, image_size=c.image_size),
-                                      gain=c.init_gain)
-        self.nets["G"] = init_weights(DCGANGenerator(c.nz, c.channels, ngf=c.ngf, image_size=c.image_size),
-                                      gain=c.init_gain)
+        self.nets["E"] = dcgan_encoder(c)
+        self.nets["G"] = dcgan_generator(c)
         self.nets["D"] = init_weights(MLP(c.nz, (c.d_hidden, c.d_hidden), 1, activation="relu"), gain=c.init_gain)
 
     def train_step(self, batch, step: int) -> StepOutput:

@@ -24,12 +24,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from i2i_models.base import LossTerm, StepOutput
-from i2i_models.blocks.dcgan import DCGANEncoder, DCGANGenerator
-from i2i_models.blocks.init import init_weights
-from i2i_models.registry import register_model
 from i2i_models import losses
-from i2i_models.single_base import SingleDomainConfig, SingleDomainModel
+from i2i_models.base import LossTerm, StepOutput
+from i2i_models.registry import register_model
+from i2i_models.single_base import SingleDomainConfig, SingleDomainModel, dcgan_encoder, dcgan_generator
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,10 +45,8 @@ class AE(SingleDomainModel):
     def __init__(self, config: AEConfig, *, loss_weights=None):
         super().__init__(config, loss_weights=loss_weights)
         c = config
-        self.nets["E"] = init_weights(DCGANEncoder(c.channels, c.nz, ndf=c.ndf, image_size=c.image_size),
-                                      gain=c.init_gain)
-        self.nets["G"] = init_weights(DCGANGenerator(c.nz, c.channels, ngf=c.ngf, image_size=c.image_size),
-                                      gain=c.init_gain)
+        self.nets["E"] = dcgan_encoder(c)
+        self.nets["G"] = dcgan_generator(c)
 
     def train_step(self, batch, step: int) -> StepOutput:
         x = batch["image"]

@@ -38,10 +38,10 @@ from torch import nn
 
 from i2i_models import losses
 from i2i_models.base import LossTerm, StepOutput
-from i2i_models.blocks.dcgan import MLP, DCGANGenerator, DCGANTrunk
+from i2i_models.blocks.dcgan import MLP, DCGANTrunk
 from i2i_models.blocks.init import init_weights
 from i2i_models.registry import register_model
-from i2i_models.single_base import SingleDomainConfig, SingleDomainModel
+from i2i_models.single_base import SingleDomainConfig, SingleDomainModel, dcgan_generator
 from i2i_models.vae import gaussian_encoder, reparameterise
 
 
@@ -84,8 +84,7 @@ class ALI(SingleDomainModel):
         super().__init__(config, loss_weights=loss_weights)
         c = config
         self.nets["E"] = gaussian_encoder(c)
-        self.nets["G"] = init_weights(DCGANGenerator(c.nz, c.channels, ngf=c.ngf, image_size=c.image_size),
-                                      gain=c.init_gain)
+        self.nets["G"] = dcgan_generator(c)
         self.nets["D"] = init_weights(JointDiscriminator(c), gain=c.init_gain)
 
     def train_step(self, batch, step: int) -> StepOutput:

@@ -46,10 +46,10 @@ from torch import nn
 
 from i2i_models import losses
 from i2i_models.base import LossTerm, StepOutput
-from i2i_models.blocks.dcgan import MLP, DCGANDiscriminator, DCGANEncoder, DCGANGenerator, DCGANTrunk
+from i2i_models.blocks.dcgan import MLP, DCGANDiscriminator, DCGANEncoder, DCGANTrunk
 from i2i_models.blocks.init import init_weights
 from i2i_models.registry import register_model
-from i2i_models.single_base import SingleDomainConfig, SingleDomainModel
+from i2i_models.single_base import SingleDomainConfig, SingleDomainModel, dcgan_generator
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,8 +92,7 @@ class AVB(SingleDomainModel):
         c = config
         self.nets["E"] = init_weights(DCGANEncoder(c.channels, c.nz, ndf=c.ndf, image_size=c.image_size,
                                                    noise_dim=c.eps_dim), gain=c.init_gain)
-        self.nets["G"] = init_weights(DCGANGenerator(c.nz, c.channels, ngf=c.ngf, image_size=c.image_size),
-                                      gain=c.init_gain)
+        self.nets["G"] = dcgan_generator(c)
         self.nets["T"] = init_weights(AVBAdversary(c), gain=c.init_gain)
 
     def train_step(self, batch, step: int) -> StepOutput:

@@ -28,10 +28,8 @@ import torch
 
 from i2i_models import losses
 from i2i_models.base import LossTerm, StepOutput
-from i2i_models.blocks.dcgan import DCGANDiscriminator, DCGANGenerator
-from i2i_models.blocks.init import init_weights
 from i2i_models.registry import register_model
-from i2i_models.single_base import SingleDomainConfig, SingleDomainModel
+from i2i_models.single_base import SingleDomainConfig, SingleDomainModel, dcgan_discriminator, dcgan_generator
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,10 +52,8 @@ class GAN(SingleDomainModel):
     def __init__(self, config: GANConfig, *, loss_weights=None):
         super().__init__(config, loss_weights=loss_weights)
         c = config
-        self.nets["G"] = init_weights(DCGANGenerator(c.nz, c.channels, ngf=c.ngf, image_size=c.image_size),
-                                      gain=c.init_gain)
-        self.nets["D"] = init_weights(DCGANDiscriminator(c.channels, ndf=c.ndf, image_size=c.image_size),
-                                      gain=c.init_gain)
+        self.nets["G"] = dcgan_generator(c)
+        self.nets["D"] = dcgan_discriminator(c)
 
     def train_step(self, batch, step: int) -> StepOutput:
         x = batch["image"]

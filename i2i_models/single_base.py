@@ -27,6 +27,8 @@ import torch
 from torch import nn
 
 from i2i_models.base import I2IModel, RunLength, unwrap
+from i2i_models.blocks.dcgan import DCGANDiscriminator, DCGANEncoder, DCGANGenerator
+from i2i_models.blocks.init import init_weights
 
 Prior = Literal["gaussian", "uniform"]
 
@@ -43,6 +45,21 @@ class SingleDomainConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     n_epochs: int = 25  # DCGAN's reference run
+
+
+def dcgan_generator(c: SingleDomainConfig) -> nn.Module:
+    """G(z): the DCGAN generator of ``c`` (nz → image), N(0, gain) init — the decoder of every single-domain family."""
+    return init_weights(DCGANGenerator(c.nz, c.channels, ngf=c.ngf, image_size=c.image_size), gain=c.init_gain)
+
+
+def dcgan_encoder(c: SingleDomainConfig, out: int | None = None) -> nn.Module:
+    """E(x): the DCGAN discriminator trunk ending in a 4×4 conv to ``out`` values (default nz)."""
+    return init_weights(DCGANEncoder(c.channels, out or c.nz, ndf=c.ndf, image_size=c.image_size), gain=c.init_gain)
+
+
+def dcgan_discriminator(c: SingleDomainConfig) -> nn.Module:
+    """D(x): the DCGAN discriminator of ``c`` (image → one logit)."""
+    return init_weights(DCGANDiscriminator(c.channels, ndf=c.ndf, image_size=c.image_size), gain=c.init_gain)
 
 
 class SingleDomainModel(I2IModel):

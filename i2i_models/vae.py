@@ -28,12 +28,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from i2i_models.base import LossTerm, StepOutput
-from i2i_models.blocks.dcgan import DCGANEncoder, DCGANGenerator
-from i2i_models.blocks.init import init_weights
-from i2i_models.registry import register_model
 from i2i_models import losses
-from i2i_models.single_base import SingleDomainConfig, SingleDomainModel
+from i2i_models.base import LossTerm, StepOutput
+from i2i_models.registry import register_model
+from i2i_models.single_base import SingleDomainConfig, SingleDomainModel, dcgan_encoder, dcgan_generator
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,7 +41,7 @@ class VAEConfig(SingleDomainConfig):
 
 def gaussian_encoder(c: SingleDomainConfig) -> nn.Module:
     """E: x → (μ, log σ²) concatenated, (N, 2·nz)."""
-    return init_weights(DCGANEncoder(c.channels, 2 * c.nz, ndf=c.ndf, image_size=c.image_size), gain=c.init_gain)
+    return dcgan_encoder(c, 2 * c.nz)
 
 
 def reparameterise(stats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -66,8 +64,7 @@ class VAE(SingleDomainModel):
         super().__init__(config, loss_weights=loss_weights)
         c = config
         self.nets["E"] = gaussian_encoder(c)
-        self.nets["G"] = init_weights(DCGANGenerator(c.nz, c.channels, ngf=c.ngf, image_size=c.image_size),
-                                      gain=c.init_gain)
+        self.nets["G"] = dcgan_generator(c)
 
     def train_step(self, batch, step: int) -> StepOutput:
         x = batch["image"]

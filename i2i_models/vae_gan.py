@@ -41,10 +41,9 @@ from torch import nn
 
 from i2i_models import losses
 from i2i_models.base import LossTerm, StepOutput
-from i2i_models.blocks.dcgan import DCGANDiscriminator, DCGANGenerator, n_stages
-from i2i_models.blocks.init import init_weights
+from i2i_models.blocks.dcgan import n_stages
 from i2i_models.registry import register_model
-from i2i_models.single_base import SingleDomainConfig, SingleDomainModel
+from i2i_models.single_base import SingleDomainConfig, SingleDomainModel, dcgan_discriminator, dcgan_generator
 from i2i_models.vae import gaussian_encoder, reparameterise
 
 
@@ -75,10 +74,8 @@ class VAEGAN(SingleDomainModel):
             raise ValueError(f"feature_layer must be in 1..{n_stages(c.image_size)} at {c.image_size} px, got "
                              f"{c.feature_layer}")
         self.nets["E"] = gaussian_encoder(c)
-        self.nets["G"] = init_weights(DCGANGenerator(c.nz, c.channels, ngf=c.ngf, image_size=c.image_size),
-                                      gain=c.init_gain)
-        self.nets["D"] = init_weights(DCGANDiscriminator(c.channels, ndf=c.ndf, image_size=c.image_size),
-                                      gain=c.init_gain)
+        self.nets["G"] = dcgan_generator(c)
+        self.nets["D"] = dcgan_discriminator(c)
 
     def train_step(self, batch, step: int) -> StepOutput:
         x = batch["image"]

@@ -92,14 +92,25 @@ def step_register(cfg: PipelineConfig, train: TrainResult, evaluation: EvalResul
     """Register the run's model once (``run_register`` reuses the version this MLflow run created, re-tagging it)."""
     _, _, manifest = plan_run(**cfg.train_args())
     return run_register(checkpoint=train.checkpoint, model=cfg.model.name, dataset=manifest.dataset,
-                        mlflow=cfg.mlflow, run_id=train.mlflow_run_id, eval_result=evaluation, cfg=cfg.registry,
+                        mlflow=cfg.mlflow, run_id=train.mlflow_run_id, eval_result=evaluation,
+                        cfg=_registry(cfg, manifest.dataset),
                         tags={"i2i.run_name": train.run_name, "i2i.dataset_id": manifest.id, **(tags or {})})
+
+
+def _registry(cfg: PipelineConfig, dataset: str):
+    """The registry section; a model of one domain of a dataset (``train.domain``) is registered under its own name,
+    ``i2i-<model>-<dataset>-<domain>``, unless ``registry.name`` says otherwise: models of domain A and of domain B
+    are different models, with a champion each."""
+    domain = cfg.require("train").domain
+    if cfg.registry.name or not domain:
+        return cfg.registry
+    return cfg.registry.model_copy(update={"name": f"i2i-{cfg.model.name}-{dataset}-{domain}"})
 
 
 def step_promote(cfg: PipelineConfig, name: str | None = None, version: str | None = None) -> PromoteResult:
     if name is None:
         _, _, manifest = plan_run(**cfg.train_args())
-        name = registered_name(cfg.model.name, manifest.dataset, cfg.registry)
+        name = registered_name(cfg.model.name, manifest.dataset, _registry(cfg, manifest.dataset))
     return run_promote(name=name, mlflow=cfg.mlflow, cfg=cfg.promote, eval_cfg=cfg.evaluate, version=version)
 
 

@@ -222,8 +222,8 @@ def loop_config(model: str, model_args: dict, loss_weights: dict, train: TrainCo
     return {
         "model": model, "model_args": model_args, "loss_weights": loss_weights, "data_mode": family.data_mode,
         **extra,
-        "epochs": plan.epochs, "max_steps": plan.iterations, "global_batch_size": plan.global_batch_size,
-        "batch_size": plan.per_worker_batch_size, "crop_size": train.crop_size or config.image_size,
+        "epochs": plan.epochs, "max_steps": plan.iterations, "total_steps": plan.total_iterations,
+        "global_batch_size": plan.global_batch_size, "batch_size": plan.per_worker_batch_size, "crop_size": train.crop_size or config.image_size,
         "flip": train.flip, "shuffle_buffer": train.shuffle_buffer, "bf16": train.bf16,
         "channels_last": train.channels_last, "compile": train.compile, "checkpoint_upload": train.checkpoint_upload,
         "seed": train.seed, "log_every_steps": train.log_every_steps,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -99,6 +100,27 @@ class LrSchedule:
         return factor
 
 
+def say(text: str) -> None:
+    """One log line of the loop, on the process's own stdout (which Ray copies to the driver once). A plain
+    ``print`` in a Ray Train worker is patched to go to Train's logger *and*, when something (MLflow, …) wrapped
+    ``sys.stdout``, to the stream too: every line would show twice."""
+    print(text, file=sys.__stdout__ or sys.stdout, flush=True)
+
+
+def progress(config: dict, epoch: int, step: int, step_rate: float) -> str:
+    """``epoch 2/4 step 120/188 (64%), ETA 1:05``: where the run is, in the run's totals, and when it will end at
+    ``step_rate`` iterations per second (a run bounded in iterations only shows no epoch total)."""
+    from pipelines.progress import duration
+
+    epochs, total = config.get("epochs"), config.get("total_steps")
+    text = f"epoch {epoch + 1}" + (f"/{epochs}" if epochs else "") + f" step {step}"
+    if total:
+        text += f"/{total} ({100 * step // total}%)"
+        if step_rate > 0 and step < total:
+            text += f", ETA {duration((total - step) / step_rate)}"
+    return text
+
+
 def _restore(model: I2IModel, io: LoopIO) -> tuple[int, int, str, dict]:
     """Load the checkpoint handed over (a restarted worker group, a re-run, or a PBT exploit): (next epoch, step,
     the id of the run/trial that wrote it, the loss weights it was trained with)."""
@@ -110,7 +132,7 @@ def _restore(model: I2IModel, io: LoopIO) -> tuple[int, int, str, dict]:
     model.load_nets(state["nets"])
     for g, opt in model.optimizers.items():
         opt.load_state_dict(state["optimizers"][g])  # the rate in it is overwritten from the step before each step
-    print(f"[i2i] resumed from checkpoint: epoch {state['epoch']} done, step {state['step']}", flush=True)
+    say(f"[i2i] resumed from checkpoint: epoch {state['epoch'] + 1} done, step {state['step']}")
     return state["epoch"] + 1, state["step"], state.get("written_by", ""), state.get("loss_weights", {})
 
 
@@ -146,9 +168,10 @@ def _train_epoch(model: I2IModel, config: dict, io: LoopIO, epoch: int, step: in
         n_steps, step = n_steps + 1, step + 1
         n_images += next(iter(batch.values())).shape[0]
         if rank == 0 and step % config["log_every_steps"] == 0:
-            rate = n_images / (time.perf_counter() - t0)
+            elapsed = time.perf_counter() - t0
             losses = " ".join(f"{k}={v.item():.4f}" for k, v in out.losses.items())
-            print(f"[i2i] epoch {epoch} step {step} {losses} {rate:.1f} img/s/rank", flush=True)
+            say(f"[i2i] {progress(config, epoch, step, n_steps / elapsed)}: {losses}, "
+                f"{n_images / elapsed:.1f} img/s/rank")
     if n_steps == 0:  # else a run bounded in iterations only would loop over empty epochs for ever
         raise DatasetError(f"epoch {epoch} gave rank {rank} no full batch of {config['batch_size']}: lower the batch "
                            "or add training data")
@@ -280,8 +303,7 @@ def set_threads(rank: int) -> int:
         held = 0.0
     threads = max(1, round(held)) if held else torch.get_num_threads()
     torch.set_num_threads(threads)
-    print(f"[i2i] rank {rank}: torch on {threads} thread{'s' * (threads > 1)} (the worker holds {held:g} CPU)",
-          flush=True)
+    say(f"[i2i] rank {rank}: torch on {threads} thread{'s' * (threads > 1)} (the worker holds {held:g} CPU)")
     return threads
 
 
@@ -296,6 +318,7 @@ def run_loop(config: dict, io: LoopIO, *, rank: int, world: int, device: torch.d
     tracker = _Tracker(config) if rank == 0 else None
     if tracker:
         tracker.tag("i2i.worker_nodes", ",".join(nodes))
+    t_start, step_start = time.perf_counter(), step
     for epoch in itertools.count(start_epoch):
         if finished(config, epoch, step):
             break
@@ -306,7 +329,9 @@ def run_loop(config: dict, io: LoopIO, *, rank: int, world: int, device: torch.d
              "lr_factor": last_lr, "num_nodes": len(set(nodes)), **train_metrics, **val_metrics,
              **{f"weight_{k}": v for k, v in model.loss_weights.items()}}  # what this epoch trained with
         if rank == 0:
-            print(f"[i2i] epoch {epoch} done: " + " ".join(f"{k}={v:.4g}" for k, v in m.items()), flush=True)
+            rate = (step - step_start) / max(time.perf_counter() - t_start, 1e-9)  # validation included
+            say(f"[i2i] {progress(config, epoch, step, rate)} — epoch done: "
+                + " ".join(f"{k}={v:.4g}" for k, v in m.items()))
             tracker.log(m, epoch, grid)
         checkpoint, folder = None, None
         if rank == 0:

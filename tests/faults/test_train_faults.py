@@ -145,7 +145,8 @@ def test_s3_down_during_checkpoint_upload_and_mlflow_logging(ray_head, s3_proxy,
     figures["restarts"] = restarts("".join(a.stdout for a in attempts))
     # an attempt that gave up: its controller died (Ray Train does not retry that), possibly before it recorded the
     # checkpoints its workers had written, so the resubmission may redo up to what that attempt had done
-    gave_up_epochs = sum(len(set(re.findall(r"\[i2i\] epoch (\d+) done", a.stdout))) for a in attempts[:-1])
+    done = r"\[i2i\] epoch (\d+)\S* step [^\n—]*— epoch done"
+    gave_up_epochs = sum(len(set(re.findall(done, a.stdout))) for a in attempts[:-1])
     figures["epochs_done_by_attempts_that_gave_up"] = gave_up_epochs
     client = mlflow.MlflowClient(proxied_mlflow.uri)
     redone, logged = redone_epochs(client, summary["mlflow_run_id"])

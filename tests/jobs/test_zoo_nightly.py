@@ -5,6 +5,7 @@ loads `@champion` from the registry) with the family's conditions, or `--sample`
 
 import json
 import os
+import re
 import uuid
 
 import mlflow
@@ -115,6 +116,9 @@ def test_single_domain_family_nightly_to_champion_then_samples(ray_head, ray_clu
     summary = json.loads(r.stdout[r.stdout.index('{\n "status"'): r.stdout.rindex("}") + 1])
     version = summary["register"]["version"]
     assert summary["promote"]["decision"] == "promoted"
+    # the job's log: the epoch's line once (not doubled by Ray Train's print patch), in the run's totals
+    steps = summary["train"]["metrics"]["step"]
+    assert len(re.findall(rf"\[i2i\] epoch 1/1 step {steps}/{steps} \(100%\) — epoch done", r.stdout)) == 1
     # training: each rank validated one held-out A image against one sample of seed (run seed · 1000003 + rank ·
     # 10007 + batch index); the ranks' statistics combined give the KID of both against both
     trained, m = I2IModel.from_pretrained(summary["train"]["checkpoint"]), summary["train"]["metrics"]

@@ -22,3 +22,12 @@ def test_a_slow_tenth_still_logs_every_interval(caplog):
     p = Progress("evaluate", 10**6, "images", every_s=0.0, logger=logging.getLogger("t"))
     p.update(3)
     assert caplog.records and "3/1,000,000 images (0%)" in caplog.records[-1].getMessage()
+
+
+def test_training_progress_is_in_the_runs_totals_with_an_eta():
+    from pipelines.train_loop import progress
+
+    assert progress({"epochs": 4, "total_steps": 188}, 2, 141, 2.0) == "epoch 3/4 step 141/188 (75%), ETA 0:23"
+    assert progress({"epochs": 4, "total_steps": 188}, 3, 188, 2.0) == "epoch 4/4 step 188/188 (100%)"
+    # a run bounded in iterations only (UNIT, MUNIT, StarGAN v2): no epoch total
+    assert progress({"epochs": None, "total_steps": 1000}, 0, 10, 0.0) == "epoch 1 step 10/1000 (1%)"

@@ -75,3 +75,19 @@ def test_cron_and_systemd_entries_submit_with_the_date_as_submission_id(tmp_path
 def test_schedule_print_refuses_a_broken_schedule(tmp_path, capsys):
     assert schedule_job.main(["--schedule", write(tmp_path, {"models": [{"name": "x"}]})]) == 2
     assert "config" in capsys.readouterr().err
+
+
+def test_a_model_of_one_domain_is_registered_under_its_own_name():
+    """vae on domain A and vae on domain B of one dataset are two models, each with its own champion."""
+    from pipelines.config import load_config
+    from pipelines.nightly import _registry
+    from pipelines.register import registered_name
+
+    base = ["model.name=vae", "train.dataset=/data/photo2winter"]
+    for domain, expected in (("A", "i2i-vae-photo2winter-A"), ("B", "i2i-vae-photo2winter-B")):
+        cfg = load_config(None, [*base, f"train.domain={domain}"])
+        assert registered_name("vae", "photo2winter", _registry(cfg, "photo2winter")) == expected
+    assert registered_name("vae", "photo2winter", _registry(load_config(None, base), "photo2winter")) == \
+        "i2i-vae-photo2winter"
+    named = load_config(None, [*base, "train.domain=A", "registry.name=mine"])
+    assert registered_name("vae", "photo2winter", _registry(named, "photo2winter")) == "mine"
