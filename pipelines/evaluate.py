@@ -51,6 +51,7 @@ from pipelines.data import ShardDataset, to_model_batch
 from pipelines.data import read_split as _read_split
 from pipelines.feeds import single_domain
 from pipelines.manifest import read_manifest
+from pipelines.progress import STDOUT, Progress
 from pipelines.schema import StrictModel
 
 log = logging.getLogger(__name__)
@@ -206,11 +207,20 @@ class _Tools:
         """This worker's batches of ``data``: batch i of the split's (fixed-order) stream goes to worker
         i mod parts, and the global RNG is reseeded from (seed, stream, i) before it is handed out, so a batch is
         the same batch, translated with the same noise, whatever the number of workers (``every``: all batches)."""
+        progress = None
+        if stream == 0 and not every:  # the worker's pass over the split (reference streams are not counted)
+            entry = data.manifest.splits[data.split]
+            total = entry.domains.get(data.domain, 0) if data.domain else entry.samples
+            bs = self.cfg.batch_size  # batch i (of bs images; the last one fewer) is worker i mod parts's
+            mine = sum(min(bs, total - i * bs) for i in range(self.part, -(-total // bs), self.parts))
+            progress = Progress(f"evaluate (worker {self.part + 1}/{self.parts})", mine, "images", logger=STDOUT)
         for i, raw in enumerate(data.dataset.iter_torch_batches(batch_size=self.cfg.batch_size)):
             if every or i % self.parts == self.part:
                 torch.manual_seed(self.cfg.seed * 1_000_003 + stream * 100_003 + i)
                 batch = to_model_batch(raw, crop_size=self.size, center=True)
                 yield {k: v.to(self.device) for k, v in batch.items()}
+                if progress:
+                    progress.update(next(iter(batch.values())).shape[0])
 
 
 def _outputs(model: I2IModel, x: torch.Tensor, cfg: EvaluateConfig, **condition) -> torch.Tensor:

@@ -32,10 +32,23 @@ def duration(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
+class _Stdout:
+    """A logger stand-in for Ray tasks and actors (whose logging is not configured): lines on the process's own
+    stdout, which Ray copies to the driver's log."""
+
+    @staticmethod
+    def info(text: str) -> None:
+        print(text, file=sys.__stdout__ or sys.stdout, flush=True)
+
+
+STDOUT = _Stdout()
+
+
 class Progress:
     """Counts ``total`` units of work and logs ``what: done/total unit (pct), rate, ETA`` lines (see module)."""
 
-    def __init__(self, what: str, total: int, unit: str, *, every_s: float = 300.0, logger: logging.Logger = log):
+    def __init__(self, what: str, total: int, unit: str, *, every_s: float = 300.0,
+                 logger: logging.Logger | _Stdout = log):
         self.what, self.total, self.unit, self.every_s, self.log = what, max(0, total), unit, every_s, logger
         self.done, self.start = 0, time.monotonic()
         self._last_time, self._last_tenth = self.start, 0

@@ -51,6 +51,7 @@ from i2i_models.base import I2IModel
 from pipelines import cluster, storage, tracking
 from pipelines.errors import ConditionError, DatasetError, I2IError, RegistryError, StorageError
 from pipelines.importers import IMAGE_EXTS, BadImage, decode_rgb
+from pipelines.progress import Progress
 from pipelines.register import load_model
 from pipelines.schema import StrictModel
 
@@ -356,6 +357,17 @@ def _replicas(cfg: TranslateConfig, use_gpu: bool) -> int:
     return min(cfg.concurrency, fits)
 
 
+def _collect(rows, total: int) -> list[dict]:
+    """Every result row of the translation as it streams in, with a progress line per tenth of the inputs."""
+    if rows is None:
+        return []
+    progress, out = Progress("translate", total, "images", logger=log), []
+    for row in rows.iter_rows():
+        out.append(row)
+        progress.update()
+    return out
+
+
 def run_translate(model_uri: str, source: str, output: str, *, condition: dict[str, Any] | None = None,
                   num_styles: int = 1, size: int | None = None, cfg: TranslateConfig | None = None,
                   mlflow: tracking.MlflowConfig | None = None, ray_config=None) -> TranslateResult:
@@ -395,7 +407,8 @@ def run_translate(model_uri: str, source: str, output: str, *, condition: dict[s
                                "num_styles": num_styles, "size": size, "output": output,
                                "max_pixels": cfg.max_pixels, "max_bytes": cfg.max_input_bytes,
                                "reference": reference, "seed": cfg.seed},
-    ).select_columns(["name", "written", "error"]).take_all() if inputs.dataset is not None else []
+    ).select_columns(["name", "written", "error"]) if inputs.dataset is not None else None
+    rows = _collect(rows, inputs.count)
     # samples of a shard that did not decode never reached a replica: read_split skipped and recorded them; files
     # refused from the listing were never read
     undecoded = [(f"{url}:{key}", reason) for url, key, reason in inputs.shards.skipped()] if inputs.shards else []

@@ -85,6 +85,18 @@ def test_paired_as_before(edge_shards):
     assert set(r.metrics) == {"l1", "psnr", "ssim", "fid", "kid"} and finite(r) and r.samples == 6
 
 
+def test_an_evaluation_worker_logs_its_progress(edge_shards, capfd):
+    """Each evaluation worker (a Ray task, whose stdout Ray copies to the job's log) counts its share of the split."""
+    from pipelines.data import read_split
+    from pipelines.evaluate import _Tools
+
+    cfg = EvaluateConfig(**{**FAST, "fid": False, "batch_size": 2})
+    tools = _Tools(get_model("pix2pix", **TINY["pix2pix"]), cfg, part=0, parts=2)
+    n = sum(b["input"].shape[0] for b in tools.batches(read_split(edge_shards, "val"), 0))
+    assert n == 4  # batches 0 and 2 of the 6 val images
+    assert "evaluate (worker 1/2): 4/4 images (100%)" in capfd.readouterr().out
+
+
 def test_unpaired_with_ground_truth(winter_shards):
     cfg = EvaluateConfig(**FAST, ground_truth="demo_winter")
     oracle = evaluate_model(WinterOracle(OracleConfig()), winter_shards, cfg)

@@ -107,8 +107,10 @@ def test_bad_conditions_fail_on_the_driver_with_one_line(checkpoint, images, tmp
 
 def test_stargan_v2_target_domain_and_replicas_that_fit(ray_cluster, checkpoint, images, tmp_path, caplog):
     ckpt = checkpoint("stargan_v2")
+    caplog.set_level("INFO", logger="pipelines.translate")
     r = run_translate(ckpt, images, str(tmp_path / "d1"), condition={"domain": 1, "seed": 0})
     assert r.written == 3 and pixels(str(tmp_path / "d1" / "a.png")).shape == (32, 32, 3)
+    assert "translate: 4/4 images (100%)" in caplog.text  # progress as results stream in (the broken one too)
     # 2 replicas × 1 CPU would hold both CPUs and starve the reads that feed them (a hang): one runs, with a warning
     run_translate(ckpt, images, str(tmp_path / "d2"), condition={"domain": 2, "seed": 0},
                   cfg=TranslateConfig(concurrency=2))
