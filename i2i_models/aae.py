@@ -72,17 +72,17 @@ class AAE(SingleDomainModel):
         with self.autocast(x):  # reconstruction phase
             x_rec = G(E(x))
         raw = {"recon": losses.sum_squared_error(x_rec, x)}
-        self._step(("E", "G"), self.weighted(raw, "G"))
+        self.step_nets(("E", "G"), self.weighted(raw, "G"))
         # regularisation phase: D on prior samples vs codes of the updated E, then E against the updated D
         z_prior = self.draw_prior(x.size(0), device=x.device)
         with self.autocast(x):
             z = E(x)
             d_raw = {"d_prior": losses.adversarial(D(z_prior).float(), True),
                      "d_code": losses.adversarial(D(z.detach()).float(), False)}
-        self._step(("D",), self.weighted(d_raw, "D"))
+        self.step_nets(("D",), self.weighted(d_raw, "D"))
         with self._frozen("D") as D_frozen, self.autocast(x):
             raw["gan"] = losses.adversarial(D_frozen(z).float(), True, for_discriminator=False)
-        self._step(("E",), self.weighted(raw, "E"))
+        self.step_nets(("E",), self.weighted(raw, "E"))
         return StepOutput(losses={k: v.detach() for k, v in {**raw, **d_raw}.items()},
                           images={"real": x.detach(), "recon": x_rec.detach().float()})
 

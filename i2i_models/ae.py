@@ -53,7 +53,7 @@ class AE(SingleDomainModel):
         with self.autocast(x):
             x_rec = self.nets["G"](self.nets["E"](x))
         raw = {"recon": losses.sum_squared_error(x_rec, x)}
-        self._step(("E", "G"), self.weighted(raw, "G"))
+        self.step_nets(("E", "G"), self.weighted(raw, "G"))
         return StepOutput(losses={k: v.detach() for k, v in raw.items()},
                           images={"real": x.detach(), "recon": x_rec.detach().float()})
 

@@ -97,11 +97,11 @@ class ALI(SingleDomainModel):
             with self._frozen("D") as D_frozen:
                 raw = {"gan_x": losses.adversarial(D_frozen(x_gen, z_prior).float(), True, for_discriminator=False),
                        "gan_z": losses.adversarial(D_frozen(x, z_enc).float(), False, for_discriminator=False)}
-        self._step(("E", "G"), self.weighted(raw, "E") + self.weighted(raw, "G"))
+        self.step_nets(("E", "G"), self.weighted(raw, "E") + self.weighted(raw, "G"))
         with self.autocast(x):  # D on the same pairs, with the D that the E/G step saw
             d_raw = {"d_real": losses.adversarial(D(x, z_enc.detach()).float(), True),
                      "d_fake": losses.adversarial(D(x_gen.detach(), z_prior).float(), False)}
-        self._step(("D",), self.weighted(d_raw, "D"))
+        self.step_nets(("D",), self.weighted(d_raw, "D"))
         return StepOutput(losses={k: v.detach() for k, v in {**raw, **d_raw}.items()},
                           images={"real": x.detach(), "sample": x_gen.detach().float()})
 

@@ -104,12 +104,12 @@ class AVB(SingleDomainModel):
             x_rec = G(z)
             with self._frozen("T") as T_frozen:
                 raw = {"kl": T_frozen(x, z).float().mean(), "recon": losses.sum_squared_error(x_rec, x)}
-        self._step(("E", "G"), self.weighted(raw, "E") + self.weighted(raw, "G"))
+        self.step_nets(("E", "G"), self.weighted(raw, "E") + self.weighted(raw, "G"))
         z_prior = self.draw_prior(x.size(0), device=x.device)
         with self.autocast(x):  # T on the same pairs, with the T that the E/G step saw
             t_raw = {"t_posterior": losses.adversarial(T(x, z.detach()).float(), True),
                      "t_prior": losses.adversarial(T(x, z_prior).float(), False)}
-        self._step(("T",), self.weighted(t_raw, "T"))
+        self.step_nets(("T",), self.weighted(t_raw, "T"))
         return StepOutput(losses={k: v.detach() for k, v in {**raw, **t_raw}.items()},
                           images={"real": x.detach(), "recon": x_rec.detach().float()})
 

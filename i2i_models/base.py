@@ -19,7 +19,7 @@ import contextlib
 import dataclasses
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -162,6 +162,17 @@ class I2IModel(nn.Module):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+
+    def step_nets(self, names: Sequence[str], loss: torch.Tensor) -> None:
+        """One backward of ``loss``, then a step of the optimizer of every listed network (the authors' joint
+        optimizer over several nets); a loss with no gradient (every term weighted 0) steps nothing."""
+        opts = [self.optimizers[n] for n in names]
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
+        if loss.requires_grad:
+            loss.backward()
+        for opt in opts:
+            opt.step()
 
     # --- persistence: the config travels with the weights --------------------------------------------------
     def describe(self) -> dict:

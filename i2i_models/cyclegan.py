@@ -168,7 +168,7 @@ class CycleGAN(I2IModel):
             images = self._cycles(real_a, real_b, G_ab, G_ba)
             g_raw = self._generator_losses(real_a, real_b, images, G_ab, G_ba, D_a, D_b)
         if train_g:
-            self._step(("G_ab", "G_ba"), self.weighted(g_raw, "G_ab") + self.weighted(g_raw, "G_ba"))
+            self.step_nets(("G_ab", "G_ba"), self.weighted(g_raw, "G_ab") + self.weighted(g_raw, "G_ba"))
         for D in (D_a, D_b):
             D.requires_grad_(True)
         d_raw = self._discriminator_step(real_a, real_b, images["fake_a"], images["fake_b"])
@@ -207,7 +207,7 @@ class CycleGAN(I2IModel):
         pooled_a = self.pool_a.query(fake_a.float())  # detached
         pooled_b = self.pool_b.query(fake_b.float())
         raw = self._discriminator_losses(real_a, real_b, pooled_a, pooled_b)
-        self._step(("D_a", "D_b"), self.weighted(raw, "D_a") + self.weighted(raw, "D_b"))
+        self.step_nets(("D_a", "D_b"), self.weighted(raw, "D_a") + self.weighted(raw, "D_b"))
         if self.config.clip_D:
             with torch.no_grad():
                 for name in ("D_a", "D_b"):
@@ -225,15 +225,6 @@ class CycleGAN(I2IModel):
                 "d_b_real": losses.adversarial(D_b(real_b).float(), True, kind),
                 "d_b_fake": losses.adversarial(D_b(fake_b).float(), False, kind),
             }
-
-    def _step(self, groups: tuple[str, ...], loss: torch.Tensor) -> None:
-        """One backward of ``loss``, then a step of each named optimizer (the authors' joint optimizer, per net)."""
-        opts = [self.optimizers[g] for g in groups]
-        for opt in opts:
-            opt.zero_grad(set_to_none=True)
-        loss.backward()
-        for opt in opts:
-            opt.step()
 
     # --- inference ----------------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -116,13 +116,13 @@ class DiscoGANCode(DiscoGAN):
             plain[k].requires_grad_(True)
         if train_d:
             d_raw = self._discriminator_losses(real_a, real_b, images["fake_a"].detach(), images["fake_b"].detach())
-            self._step(("D_a", "D_b"), self.weighted(d_raw, "D_a") + self.weighted(d_raw, "D_b"))
+            self.step_nets(("D_a", "D_b"), self.weighted(d_raw, "D_a") + self.weighted(d_raw, "D_b"))
         else:
             with torch.no_grad():  # the D terms of a G iteration: reported only
                 d_raw = self._discriminator_losses(real_a, real_b, images["fake_a"], images["fake_b"])
             r = self.rate(step)
             scaled = {k: v * (r if k == "cycle" else 1.0 - r) for k, v in g_raw.items()}
-            self._step(("G_ab", "G_ba"), self.weighted(scaled, "G_ab") + self.weighted(scaled, "G_ba"))
+            self.step_nets(("G_ab", "G_ba"), self.weighted(scaled, "G_ab") + self.weighted(scaled, "G_ba"))
         raw = {k: v.detach() for k, v in {**g_raw, **d_raw}.items()}
         return StepOutput(losses=raw, images={k: images[k].detach().float() for k in ("fake_a", "fake_b")})
 
@@ -230,7 +230,7 @@ class DualGANCode(DualGAN):
         with torch.set_grad_enabled(train_g):
             g_raw = self._generator_losses(real_a, real_b, images, G_ab, G_ba, D_a, D_b)  # the updated critics
         if train_g:
-            self._step(("G_ab", "G_ba"), self.weighted(g_raw, "G_ab") + self.weighted(g_raw, "G_ba"))
+            self.step_nets(("G_ab", "G_ba"), self.weighted(g_raw, "G_ab") + self.weighted(g_raw, "G_ba"))
         for D in (D_a, D_b):
             D.requires_grad_(True)
         raw = {k: v.detach() for k, v in {**g_raw, **d_raw}.items()}

@@ -63,10 +63,10 @@ class GAN(SingleDomainModel):
             fake = G(z)
             d_raw = {"d_real": losses.adversarial(D(x).float(), True),
                      "d_fake": losses.adversarial(D(fake.detach()).float(), False)}
-        self._step(("D",), self.weighted(d_raw, "D"))
+        self.step_nets(("D",), self.weighted(d_raw, "D"))
         with self._frozen("D") as D_plain, self.autocast(x):  # G step against the updated D, no gradient into D
             g_raw = {"gan": losses.adversarial(D_plain(fake).float(), True, for_discriminator=False)}
-        self._step(("G",), self.weighted(g_raw, "G"))
+        self.step_nets(("G",), self.weighted(g_raw, "G"))
         return StepOutput(losses={k: v.detach() for k, v in {**d_raw, **g_raw}.items()},
                           images={"real": x.detach(), "sample": fake.detach().float()})
 

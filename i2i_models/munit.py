@@ -163,7 +163,7 @@ class Munit(UnitFamily):
         d_raw = self._d_step(x_a, x_b, fake_a=x_ba, fake_b=x_ab)
         codes = dict(c_a=c_a, c_b=c_b, s_a=s_a, s_b=s_b, s_a_prime=s_a_prime, s_b_prime=s_b_prime)
         g_raw = self._g_losses(x_a, x_b, x_ab, x_ba, **codes)
-        self._step_nets(self.gen_nets(), self.weighted(g_raw, "gen_a"))
+        self.step_nets(self.gen_nets(), self.weighted(g_raw, "gen_a"))
         self._unfreeze_discriminators()
         raw = {k: v.detach() for k, v in {**g_raw, **d_raw}.items()}
         return StepOutput(losses=raw, images={"real_a": x_a.detach(), "fake_b": x_ab.detach().float(),

@@ -19,7 +19,7 @@ others in its batch) and they are never updated; the modules' train/eval modes a
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -76,15 +76,6 @@ class SingleDomainModel(I2IModel):
     @classmethod
     def run_length(cls, config: SingleDomainConfig) -> RunLength:
         return RunLength("epochs", config.n_epochs)
-
-    def _step(self, names: Sequence[str], loss: torch.Tensor) -> None:
-        """One backward, then the optimizer of every listed network steps."""
-        opts = [self.optimizers[n] for n in names]
-        for opt in opts:
-            opt.zero_grad(set_to_none=True)
-        loss.backward()
-        for opt in opts:
-            opt.step()
 
     @contextlib.contextmanager
     def _frozen(self, name: str) -> Iterator[nn.Module]:

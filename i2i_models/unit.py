@@ -146,7 +146,7 @@ class Unit(UnitFamily):
             x_ab, x_ba = self._decode("b", z_a), self._decode("a", z_b)
         d_raw = self._d_step(x_a, x_b, fake_a=x_ba, fake_b=x_ab)
         g_raw = self._g_losses(x_a, x_b, mu_a, mu_b, z_a, z_b, x_ab, x_ba)
-        self._step_nets(self.gen_nets(), self.weighted(g_raw, "gen_a"))
+        self.step_nets(self.gen_nets(), self.weighted(g_raw, "gen_a"))
         self._unfreeze_discriminators()
         raw = {k: v.detach() for k, v in {**g_raw, **d_raw}.items()}
         return StepOutput(losses=raw, images={"real_a": x_a.detach(), "fake_b": x_ab.detach().float(),

@@ -7,7 +7,7 @@ checkpoints), ``dis_a`` (judges images of domain A), ``dis_b``. Optimizers are k
 one Adam over gen_a + gen_b and one over dis_a + dis_b; Adam keeps no state across parameters (weight decay is
 per parameter too), so one Adam per net with the same settings, stepped together after one backward, is the same
 update. The generator terms are declared with group ``gen_a`` and the discriminator term with group ``dis_a``:
-each of them trains both domains' networks (:meth:`UnitFamily._step_nets`).
+each of them trains both domains' networks (:meth:`I2IModel.step_nets`).
 
 Schedule, in the authors' unit: ``n_iters`` = 1M iterations at batch 1 (``max_iter``), the rate ×``gamma`` every
 ``step_size`` = 100k iterations (StepLR stepped at the start of every iteration: ``schedules.step_decay``, a
@@ -104,16 +104,6 @@ class UnitFamily(I2IModel):
         leaves the style encoders unused) would need ``find_unused_parameters``; the defaults use every parameter."""
         return self.loss_weights[term] != 0
 
-    def _step_nets(self, names: Sequence[str], loss: torch.Tensor) -> None:
-        """One backward, then every listed net's optimizer steps (the authors' single Adam over both)."""
-        opts = [self.optimizers[n] for n in names]
-        for opt in opts:
-            opt.zero_grad(set_to_none=True)
-        if loss.requires_grad:
-            loss.backward()
-        for opt in opts:
-            opt.step()
-
     def _d_step(self, real_a: torch.Tensor, real_b: torch.Tensor, fake_a: torch.Tensor,
                 fake_b: torch.Tensor) -> dict[str, torch.Tensor]:
         """``d_gan`` = Σ_{d ∈ a,b} Σ_k E[D_d,k(fake_d)²] + E[(D_d,k(real_d) − 1)²] on detached translations
@@ -126,7 +116,7 @@ class UnitFamily(I2IModel):
                         + multiscale_adversarial(self.nets[f"dis_{d}"](real), True, kind)
                         for d, real, fake in (("a", real_a, fake_a), ("b", real_b, fake_b)))
         raw = {"d_gan": d_gan}
-        self._step_nets(("dis_a", "dis_b"), self.weighted(raw, "dis_a"))
+        self.step_nets(("dis_a", "dis_b"), self.weighted(raw, "dis_a"))
         return raw
 
     def _g_adversarial(self, fake_a: torch.Tensor, fake_b: torch.Tensor) -> torch.Tensor:

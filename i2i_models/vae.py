@@ -72,7 +72,7 @@ class VAE(SingleDomainModel):
             z, mu, logvar = reparameterise(self.nets["E"](x))
             x_rec = self.nets["G"](z)
         raw = {"kl": losses.kl_standard_normal(mu, logvar), "recon": losses.sum_squared_error(x_rec, x)}
-        self._step(("E", "G"), self.weighted(raw, "E") + self.weighted(raw, "G"))
+        self.step_nets(("E", "G"), self.weighted(raw, "E") + self.weighted(raw, "G"))
         return StepOutput(losses={k: v.detach() for k, v in raw.items()},
                           images={"real": x.detach(), "recon": x_rec.detach().float()})
 

@@ -97,12 +97,12 @@ class VAEGAN(SingleDomainModel):
                     "gan": (losses.adversarial(D_frozen(x_p).float(), True, for_discriminator=False)
                             + losses.adversarial(logit_rec.float(), True, for_discriminator=False)),
                 }
-        self._step(("E", "G"), self.weighted(raw, "E") + self.weighted(raw, "G"))
+        self.step_nets(("E", "G"), self.weighted(raw, "E") + self.weighted(raw, "G"))
         with self.autocast(x):  # D on the same images, with the D the E/G step saw: the simultaneous update
             d_raw = {"d_real": losses.adversarial(D(x).float(), True),
                      "d_fake": losses.adversarial(D(x_p.detach()).float(), False),
                      "d_recon": losses.adversarial(D(x_rec.detach()).float(), False)}
-        self._step(("D",), self.weighted(d_raw, "D"))
+        self.step_nets(("D",), self.weighted(d_raw, "D"))
         return StepOutput(losses={k: v.detach() for k, v in {**raw, **d_raw}.items()},
                           images={"real": x.detach(), "recon": x_rec.detach().float(), "sample": x_p.detach().float()})
 
