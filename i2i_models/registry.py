@@ -47,5 +47,6 @@ def get_model(name: str, *, loss_weights: Mapping[str, float] | None = None, **c
 
 def _import_families() -> None:
     from i2i_models import (  # noqa: F401  (registers on import)
-        aae, ae, ali, avb, cyclegan, discogan_dualgan, gan, munit, pix2pix, stargan_v2, unit, vae, vae_gan,
+        aae, ae, ali, avb, cogan, cyclegan, discogan_dualgan, dtn, gan, munit, pix2pix, stargan_v2, triangle_gan,
+        unit, vae, vae_gan,
     )

@@ -1,0 +1,1 @@
+"""(in progress this session: the family is being built in this file)"""
