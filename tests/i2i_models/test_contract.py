@@ -24,6 +24,7 @@ TINY = {
     "aae": dict(image_size=16, nz=8, ngf=4, ndf=4, d_hidden=16),
     "avb": dict(image_size=16, nz=8, ngf=4, ndf=4, eps_dim=4, t_hidden=16, t_dim=8),
     "ali": dict(image_size=16, nz=8, ngf=4, ndf=4),
+    "cogan": dict(arch="conv64", image_size=16, in_channels=3, nz=8, ngf=4, ndf=4, translate_steps=3),
 }
 CONDITIONS = {  # what translate() needs besides x, for families that require a condition
     "stargan_v2": dict(domain=1),
