@@ -71,6 +71,12 @@ class I2IModel(nn.Module):
     # Config keys that configs saved by earlier versions may carry and that no longer mean anything: dropped by
     # from_pretrained (a checkpoint stays loadable), rejected everywhere else like any unknown key
     legacy_config_keys: ClassVar[frozenset[str]] = frozenset()
+    # unpaired families: the directions translate() takes (DTN maps only source → target: ("a2b",))
+    directions: ClassVar[tuple[str, ...]] = ("a2b", "b2a")
+    # Config keys naming a file the model is built from (DTN's fixed f): save_pretrained writes the model's own copy
+    # beside the weights under the key's name (``save_file``), from_pretrained builds from that copy — a saved model
+    # never needs the original file
+    file_config_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any, *, loss_weights: Mapping[str, float] | None = None):
         super().__init__()
@@ -178,10 +184,19 @@ class I2IModel(nn.Module):
     def describe(self) -> dict:
         return {"model": self.name, "config": dataclasses.asdict(self.config), "loss_weights": self.loss_weights}
 
+    def save_file(self, key: str, path: str) -> None:
+        """Write the file config key ``key`` names (see ``file_config_keys``) to ``path``."""
+        raise NotImplementedError
+
     def save_pretrained(self, directory: str) -> None:
         os.makedirs(directory, exist_ok=True)
+        desc = self.describe()
+        for key in self.file_config_keys:
+            if desc["config"].get(key) is not None:
+                self.save_file(key, os.path.join(directory, key))
+                desc["config"][key] = key  # relative: the copy beside config.json
         with open(os.path.join(directory, CONFIG_FILE), "w") as f:
-            json.dump(self.describe(), f, indent=1)
+            json.dump(desc, f, indent=1)
         torch.save({k: unwrap(v).state_dict() for k, v in self.nets.items()}, os.path.join(directory, WEIGHTS_FILE))
 
     @staticmethod
@@ -190,8 +205,9 @@ class I2IModel(nn.Module):
 
         with open(os.path.join(directory, CONFIG_FILE)) as f:
             desc = json.load(f)
-        legacy = get_model_class(desc["model"]).legacy_config_keys
-        config = {k: v for k, v in desc["config"].items() if k not in legacy}
+        cls = get_model_class(desc["model"])
+        config = {k: os.path.join(directory, v) if k in cls.file_config_keys and v is not None else v
+                  for k, v in desc["config"].items() if k not in cls.legacy_config_keys}
         model = get_model(desc["model"], loss_weights=desc["loss_weights"], **config)
         state = torch.load(os.path.join(directory, WEIGHTS_FILE), map_location="cpu", weights_only=True)
         model.load_nets(state)
