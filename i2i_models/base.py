@@ -65,6 +65,9 @@ class I2IModel(nn.Module):
     inference_nets: ClassVar[tuple[str, ...]]  # what ``export`` keeps
     Config: ClassVar[type]
     multimodal: ClassVar[bool] = False  # translate() draws a style (seed / reference): many outputs per input
+    # paired families trained semi-supervised (Triangle GAN): the feed splits the pairs by ``config.paired_fraction``
+    # into pairs and unpaired samples of each domain (pipelines.feeds)
+    semi_paired: ClassVar[bool] = False
     # single-domain families (data mode "single"): does translate(x) reconstruct x through a code (x → z → x')?
     # Families that only generate (GAN) have no translate; every single-domain family has sample()
     encodes: ClassVar[bool] = False

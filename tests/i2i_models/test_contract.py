@@ -24,6 +24,8 @@ TINY = {
     "aae": dict(image_size=16, nz=8, ngf=4, ndf=4, d_hidden=16),
     "avb": dict(image_size=16, nz=8, ngf=4, ndf=4, eps_dim=4, t_hidden=16, t_dim=8),
     "ali": dict(image_size=16, nz=8, ngf=4, ndf=4),
+    "triangle_gan": dict(arch="photo", image_size=16, in_channels=3, out_channels=3, ngf=4, ndf=4, n_blocks=1,
+                         n_layers_D=2, d_steps=1),
     # f_source unset: the built-in digit f, randomly initialised and frozen (no file needed)
     "dtn": dict(image_size=16, out_channels=3, nef=4, f_dim=8, ngf=4, ndf=4),
     "cogan": dict(arch="conv64", image_size=16, in_channels=3, nz=8, ngf=4, ndf=4, translate_steps=3),
