@@ -2,8 +2,9 @@
 
 * **paired** (pix2pix): L1 / PSNR / SSIM of the translation vs the target, FID / KID of translations vs targets.
 * **unpaired** (CycleGAN, UNIT, MUNIT): the split's domain-A images are translated a→b, FID / KID vs the split's
-  real B images (``fid``, ``kid``), and b→a vs real A (``fid_ba``, ``kid_ba``). With ``ground_truth`` naming a
-  known A→B transform (the demo's ``winter``), also L1 / PSNR / SSIM of fake_b vs transform(real_a).
+  real B images (``fid``, ``kid``), and b→a vs real A (``fid_ba``, ``kid_ba``; not for a one-way family: DTN).
+  With ``ground_truth`` naming a known A→B transform (the demo's ``winter``), also L1 / PSNR / SSIM of fake_b vs
+  transform(real_a).
   Multimodal families also get ``lpips_diversity`` (mean pairwise LPIPS over ``num_styles`` seeded styles per
   input, a→b) and, with a ``domain_classifier``, MUNIT's conditional Inception Score ``cis`` and ``is``.
 * **labeled** (StarGAN v2): every image into every other domain. Latent-guided FID / KID per target domain vs its
@@ -248,7 +249,8 @@ def _part_paired(model: I2IModel, data: list[ShardDataset], tools: _Tools) -> di
 
 def _part_unpaired(model: I2IModel, data: list[ShardDataset], tools: _Tools) -> dict:
     cfg = tools.cfg
-    dist_ab, dist_ba, truth = tools.dist(), tools.dist(), GROUND_TRUTH.get(cfg.ground_truth or "")
+    dist_ab, truth = tools.dist(), GROUND_TRUTH.get(cfg.ground_truth or "")
+    dist_ba = tools.dist() if "b2a" in model.directions else None  # a one-way family (DTN) has no b→a
     paired, diversity, probs, n = torch.zeros(4, dtype=torch.float64), torch.zeros(2, dtype=torch.float64), [], 0
     for batch in tools.batches(data[0], 0):
         real_a = batch["image"]
@@ -263,11 +265,13 @@ def _part_unpaired(model: I2IModel, data: list[ShardDataset], tools: _Tools) -> 
             probs.append(logits.softmax(-1).view(fakes_b.shape[0], real_a.shape[0], -1).transpose(0, 1))
         if dist_ab:
             dist_ab.update(fakes_b[0], real=False)
+        if dist_ba:
             dist_ba.update(real_a, real=True)
     for batch in tools.batches(data[1], 1):
         real_b = batch["image"]
         if dist_ab:
             dist_ab.update(real_b, real=True)
+        if dist_ba:
             dist_ba.update(_outputs(model, real_b, cfg, direction="b2a")[0], real=False)
     return {"n": n, "paired": paired, "diversity": diversity, "probs": probs,
             "dist": {"": _state(dist_ab), "_ba": _state(dist_ba)}}

@@ -297,13 +297,18 @@ def run_train(*, model: str, model_args: dict, loss_weights: dict, train: TrainC
     plan = run_plan(model, model_args, train, epoch_images(_split(manifest, train.train_split), mode, domain))
     init_ray(ray_config)
     datasets = datasets_for(train)  # every shard checked against the manifest before any run exists
+    from pipelines.pretrained import ship_files
+
+    files, origins = ship_files(model, model_args, train.storage_path, mlflow)  # DTN's f: resolved once, here
     mlflow_run = tracking.run_for(mlflow, name, {"i2i.model": model, "i2i.dataset": manifest.dataset,
                                                  "i2i.dataset_id": manifest.id,
-                                                 **({"i2i.domain": domain} if domain else {}), **(tags or {})})
+                                                 **({"i2i.domain": domain} if domain else {}),
+                                                 **{f"i2i.{k}": v for k, v in origins.items()}, **(tags or {})})
     # the resolved batch split and length as MLflow params plan.*, beside the train.* fields they come from
     _log_params(mlflow, mlflow_run, model, model_args, loss_weights, train,
                 {**(resolved_config or {}), "plan": asdict(plan)}, manifest)
     config = loop_config(model, model_args, loss_weights, train, mlflow_uri=mlflow.uri(), mlflow_run_id=mlflow_run)
+    config["files"] = files
     trainer = trainer_for(config, train, name=name, storage_path=train.storage_path, datasets=datasets)
     log.info("training %s on %s as run %s -> %s: global batch %d = %d workers × %d, %d steps per epoch, %d "
              "iterations", model, manifest.dataset, name, run_dir, plan.global_batch_size, plan.num_workers,

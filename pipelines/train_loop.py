@@ -62,7 +62,11 @@ def build_model(config: dict, device: torch.device, world_size: int, rank: int =
     import ray.train.torch
 
     torch.manual_seed(config["seed"])
-    model = get_model(config["model"], loss_weights=config["loss_weights"], **config["model_args"])
+    from pipelines.pretrained import fetch_files
+
+    # files the model is built from (DTN's f), shipped by the driver to storage: read here as local copies
+    args = {**config["model_args"], **fetch_files(config.get("files", {}))}
+    model = get_model(config["model"], loss_weights=config["loss_weights"], **args)
     torch.manual_seed(config["seed"] + rank)
     if config["bf16"] and device.type == "cuda":
         model.amp_dtype = torch.bfloat16
@@ -272,7 +276,8 @@ def _translate_val(model: I2IModel, mode: str, batch: dict) -> tuple[torch.Tenso
             outs = [model.translate(x, seed=k) for k in range(3)]
             return outs[0], batch.get("real_b"), [x, *outs]
         fake = model.translate(x)
-        return fake, batch.get("real_b"), [x, fake, model.translate(fake, direction="b2a")]
+        back = [model.translate(fake, direction="b2a")] if "b2a" in model.directions else []  # DTN: a2b only
+        return fake, batch.get("real_b"), [x, fake, *back]
     # labeled: every image into the next domain (latent-guided), plus a grid of all domains and a reference row
     x, y = batch["image"], batch["domain"]
     k = model.config.num_domains
