@@ -18,11 +18,12 @@ listing), images over ``translate.max_pixels`` are refused on their header; a lo
 lead outside it are skipped, not followed.
 
 Conditions are what the family's ``translate`` takes: ``direction`` (two-domain families), ``seed`` (style seed
-of multimodal families), ``reference`` (an image file or URI: example / reference-guided), ``domain`` (StarGAN v2
-target). With ``seed``, style k of *every* input is drawn from ``seed + k`` (as MUNIT's test.py draws K styles once
-and applies each to all inputs), so output ``<name>_s<k>.png`` does not depend on the batch it was in. A condition
-the model does not take is a :class:`ConditionError` with the model's own one-line message, raised on the driver
-before any work is scheduled.
+of multimodal families; CoGAN: the latent search's start), ``reference`` (an image file or URI: example /
+reference-guided), ``domain`` (StarGAN v2 target), ``steps`` (CoGAN: latent-search steps, ≤ ``MAX_STEPS``; default
+the model's ``translate_steps``; the driver's probe runs at most one). With ``seed``, style k of *every* input is
+drawn from ``seed + k`` (as MUNIT's test.py draws K styles once and applies each to all inputs), so output
+``<name>_s<k>.png`` does not depend on the batch it was in. A condition the model does not take is a
+:class:`ConditionError` with the model's own one-line message, raised on the driver before any work is scheduled.
 
 Single-domain families (AE, VAE, GAN, …): translating images is their reconstruction x → z → x' (a family that
 does not encode — GAN — refuses it with a :class:`ConditionError`), and :func:`run_sample` (``i2i translate
@@ -60,6 +61,7 @@ SUMMARY_FILE = "_i2i_translate.json"
 MAX_SIZE = 4096  # --size: the probe on the driver and every replica hold (batch, channels, size, size) activations
 MAX_STYLES = 64  # --num-styles: outputs per input
 MAX_SAMPLES = 1_000_000  # --sample: images drawn from a prior in one job
+MAX_STEPS = 100_000  # --steps: latent-search iterations per input batch (CoGAN), each a forward + backward of G
 MAX_NAME_PART_BYTES = 200  # file systems allow 255 per name; the atomic write's temporary name adds ~14
 MAX_NAME_BYTES = 880  # S3 keys are at most 1024 bytes, output prefix and suffix included
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -239,6 +241,8 @@ def _check_condition(model: I2IModel, condition: dict, num_styles: int, seed: in
         raise ConditionError(f"size must be in [1, {MAX_SIZE}], got {size}")
     if not 1 <= num_styles <= MAX_STYLES:
         raise ConditionError(f"num_styles must be in [1, {MAX_STYLES}], got {num_styles}")
+    if "steps" in condition and not 0 <= condition["steps"] <= MAX_STEPS:  # before the probe runs them
+        raise ConditionError(f"steps must be in [0, {MAX_STEPS}], got {condition['steps']}")
     if num_styles > 1:
         if not model.multimodal:
             raise ConditionError(f"{model.name} is not multimodal: it makes one output per input (num_styles 1)")
@@ -251,6 +255,8 @@ def _check_condition(model: I2IModel, condition: dict, num_styles: int, seed: in
     native = model.config.image_size
     size = size or native
     probe = {**condition, **({"reference": _reference(reference, size, max_pixels)} if reference is not None else {})}
+    if "steps" in probe:  # the probe checks that the model takes the condition and keeps the size, not the search
+        probe["steps"] = min(probe["steps"], 1)
     try:
         (out,) = _styles(model.eval(), torch.zeros(1, getattr(model.config, "in_channels", 3), size, size), probe, 1)
     except RuntimeError as err:  # e.g. a U-Net whose skip connections do not line up at this size
