@@ -125,7 +125,8 @@ def fetch_files(files: dict[str, str]) -> dict[str, str]:
             try:
                 data = storage.read_bytes(uri)
             except I2IError as err:
-                raise ConfigError(f"{key}: the driver's copy {storage.describe(uri)} cannot be read here: {err}") from None
+                raise ConfigError(f"{key}: the driver's copy {storage.describe(uri)} cannot be read here: "
+                                  f"{err}") from None
             tmp = f"{target}.{os.getpid()}.tmp"
             with open(tmp, "wb") as out:
                 out.write(data)

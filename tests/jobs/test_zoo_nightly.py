@@ -145,3 +145,58 @@ def test_single_domain_family_nightly_to_champion_then_samples(ray_head, ray_clu
     served = load_model(f"models:/{name}/{version}", MlflowConfig(tracking_uri=mlflow_server))
     for s in (5, 6, 7):
         assert (out / f"seed_{s}.png").read_bytes() == _png(served.sample(1, seed=s)[0])
+
+
+def test_dtn_nightly_with_f_from_a_file_then_champion_serves_without_it(ray_head, ray_cluster, mlflow_server,
+                                                                        demo_root, tmp_path, capsys):
+    """DTN through `ray job submit` of `jobs.nightly` with its demo config, f a TorchScript file the driver ships to
+    the workers through storage; evaluation is a→b only (a one-way family: no *_ba metrics); registered,
+    promoted; then the f file is deleted and `i2i translate` serves `@champion` (f travels inside the model), and a
+    b2a request is refused with DTN's one-line reason."""
+    import torch
+
+    from i2i_models.dtn import DigitF, quiet_jit
+    from pipelines.register import load_model
+    from pipelines.tracking import MlflowConfig
+
+    f_file = tmp_path / "f.pt"
+    with quiet_jit():
+        torch.jit.save(torch.jit.script(DigitF(3, nef=4, f_dim=8, image_size=16).eval()), str(f_file))
+    shards = str(tmp_path / "shards")
+    name = f"i2i-dtn-{uuid.uuid4().hex[:8]}"
+    sets = {"shard.source": f"{demo_root}/photo2winter", "shard.output": shards, "shard.load_size": 16,
+            "shard.num_shards": 2, "model.args": f"{{image_size: 16, in_channels: 3, out_channels: 3, ngf: 4, "
+                                                  f"ndf: 4, iterations: 4, f_source: {f_file}}}",
+            "train.dataset": shards, "train.crop_size": 16, "train.global_batch_size": 4,
+            "train.storage_path": str(tmp_path / "runs"), "mlflow.tracking_uri": mlflow_server,
+            "evaluate.batch_size": 8, "registry.name": name, "mlflow.experiment": f"zoo-nightly-{name}"}
+    args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
+    r = submit(ray_head, "python", "-m", "jobs.nightly", "--config", "jobs/configs/dtn_demo.yaml", *args)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    summary = json.loads(r.stdout[r.stdout.index('{\n "status"'): r.stdout.rindex("}") + 1])
+    assert summary["promote"]["decision"] == "promoted" and summary["train"]["metrics"]["step"] == 4
+    got = summary["evaluate"]["metrics"]
+    assert {"fid", "kid", "l1", "psnr"} <= set(got) and not any(k.endswith("_ba") for k in got)
+    assert {"loss_gan", "loss_const", "loss_tid", "loss_tv", "loss_d_real_t"} <= set(summary["train"]["metrics"])
+    client = mlflow.MlflowClient(mlflow_server, registry_uri=mlflow_server)
+    version = summary["register"]["version"]
+    assert client.get_model_version_by_alias(name, "champion").version == version
+    run = client.get_run(summary["train"]["mlflow_run_id"])
+    assert run.data.tags["i2i.f_source"].startswith(f"{f_file} sha256:")  # where f came from, pinned by content
+
+    with quiet_jit():
+        f_weights = torch.jit.load(str(f_file)).state_dict()
+    f_file.unlink()  # the registered DTN carries f: serving never needs the original file
+    src = tmp_path / "in"
+    src.mkdir()
+    for f in sorted(os.listdir(f"{demo_root}/photo2winter/testA"))[:2]:
+        Image.open(f"{demo_root}/photo2winter/testA/{f}").save(src / f)
+    base = ["--set", f"mlflow.tracking_uri={mlflow_server}", "--model", f"models:/{name}@champion"]
+    assert translate_job.main([*base, str(src), str(tmp_path / "out")]) == 0, capsys.readouterr().err[-3000:]
+    assert json.loads(capsys.readouterr().out)["written"] == 2
+    served = load_model(f"models:/{name}/{version}", MlflowConfig(tracking_uri=mlflow_server))
+    served_f = served.nets["f"].net.state_dict()  # the file's f, unchanged by training (BN statistics included)
+    assert set(served_f) == set(f_weights) and all(torch.equal(served_f[k], v) for k, v in f_weights.items())
+    assert translate_job.main([*base, "--direction", "b2a", str(src), str(tmp_path / "out_ba")]) == 2
+    assert "DTN translates one way" in capsys.readouterr().err
+
