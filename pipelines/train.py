@@ -138,11 +138,15 @@ def run_plan(model: str, model_args: dict, train: TrainConfig, epoch_images: int
                    total_iterations=min(bounds))
 
 
-def epoch_images(entry: SplitEntry, data_mode: str, domain: str | None = None) -> int:
+def epoch_images(entry: SplitEntry, data_mode: str, domain: str | None = None, *,
+                 paired_fraction: float | None = None) -> int:
     """Images one epoch passes over ``entry`` (a manifest split): its samples; for unpaired data the larger
-    domain's (the other one cycles); for a single-domain family its ``domain``'s."""
+    domain's (the other one cycles); for a single-domain family its ``domain``'s; for a semi-paired family the
+    expected size of the unpaired part (the pairs cycle; the manifest does not list keys, so not the exact count)."""
     from pipelines import feeds
 
+    if paired_fraction is not None and paired_fraction < 1:
+        return round(entry.samples * (1 - paired_fraction))
     if data_mode == "single" and domain is not None:
         return entry.domains.get(domain, 0)
     if data_mode == "unpaired":
@@ -212,9 +216,10 @@ def loop_config(model: str, model_args: dict, loss_weights: dict, train: TrainCo
     config = family.Config(**model_args)
     manifest = read_manifest(train.dataset)
     domain = feeds.single_domain(manifest, train.domain, f"model '{model}'") if family.data_mode == "single" else None
+    fraction = paired_fraction(model, model_args)
     plan = run_plan(model, model_args, train, epoch_images(_split(manifest, train.train_split), family.data_mode,
-                                                           domain))
-    extra = {}
+                                                           domain, paired_fraction=fraction))
+    extra = {} if fraction is None else {"paired_fraction": fraction}  # a semi-paired family's feed
     if family.data_mode == "unpaired":  # an epoch is one pass over the larger domain
         extra["lead_domain"] = feeds.lead_domain(manifest.splits[train.train_split].domains)
     if domain is not None:
@@ -238,9 +243,15 @@ def _split(manifest, split: str) -> SplitEntry:
     return manifest.splits[split]
 
 
-def datasets_for(train: TrainConfig) -> dict:
+def paired_fraction(model: str, model_args: dict) -> float | None:
+    """A semi-paired family's ``paired_fraction`` (None for every other family)."""
+    family = get_model_class(model)
+    return family.Config(**model_args).paired_fraction if family.semi_paired else None
+
+
+def datasets_for(train: TrainConfig, paired_fraction: float | None = None) -> dict:
     """The run's Ray Datasets. A dataset of one domain, or ``train.domain`` set (which only a single-domain family
-    accepts, see :func:`plan_run`), is read as single-domain data."""
+    accepts, see :func:`plan_run`), is read as single-domain data; ``paired_fraction``: a semi-paired family's."""
     from pipelines import feeds
 
     m = read_manifest(train.dataset)
@@ -248,7 +259,7 @@ def datasets_for(train: TrainConfig) -> dict:
         return feeds.datasets("single", train.dataset, train_split=train.train_split, val_split=train.val_split,
                               seed=train.seed, domain=feeds.single_domain(m, train.domain))
     return feeds.datasets(m.data_mode, train.dataset, train_split=train.train_split, val_split=train.val_split,
-                          seed=train.seed)
+                          seed=train.seed, paired_fraction=paired_fraction)
 
 
 def trainer_for(config: dict, train: TrainConfig, *, name: str, storage_path: str, callbacks=(), datasets=None):
@@ -262,10 +273,10 @@ def trainer_for(config: dict, train: TrainConfig, *, name: str, storage_path: st
 
     use_gpu = cluster.use_gpu(train.use_gpu)
     fs, path = storage.resolve(storage_path)
-    datasets = datasets if datasets is not None else datasets_for(train)
+    datasets = datasets if datasets is not None else datasets_for(train, config.get("paired_fraction"))
     # one worker reads every dataset whole, in its own process (no split coordinator actor between it and the data)
-    whole = list(datasets) if train.num_workers == 1 else feeds.unsplit(config["data_mode"],
-                                                                         config.get("lead_domain", "a"))
+    whole = list(datasets) if train.num_workers == 1 else feeds.unsplit(
+        config["data_mode"], config.get("lead_domain", "a"), semi_paired=config.get("paired_fraction") is not None)
     return TorchTrainer(
         train_loop, train_loop_config=config, datasets=datasets,
         dataset_config=ray.train.DataConfig(datasets_to_split=[k for k in datasets if k not in whole]),
@@ -294,9 +305,11 @@ def run_train(*, model: str, model_args: dict, loss_weights: dict, train: TrainC
 
     mode = get_model_class(model).data_mode
     domain = feeds.single_domain(manifest, train.domain) if mode == "single" else None
-    plan = run_plan(model, model_args, train, epoch_images(_split(manifest, train.train_split), mode, domain))
+    fraction = paired_fraction(model, model_args)
+    plan = run_plan(model, model_args, train, epoch_images(_split(manifest, train.train_split), mode, domain,
+                                                           paired_fraction=fraction))
     init_ray(ray_config)
-    datasets = datasets_for(train)  # every shard checked against the manifest before any run exists
+    datasets = datasets_for(train, fraction)  # every shard checked against the manifest before any run exists
     from pipelines.pretrained import ship_files
 
     files, origins = ship_files(model, model_args, train.storage_path, mlflow)  # DTN's f: resolved once, here

@@ -191,7 +191,7 @@ def loop_trial(values: dict, base: dict) -> None:
 
     config = _child_run(base, values)
     _data_in_trial_group()
-    datasets = datasets_for(TrainConfig.model_validate(base["train_section"]))
+    datasets = datasets_for(TrainConfig.model_validate(base["train_section"]), base.get("paired_fraction"))
     io = LoopIO(dataset=datasets.__getitem__, get_checkpoint=tune.get_checkpoint,
                 report=lambda m, c: tune.report(m, checkpoint=c),
                 checkpoint_from_directory=tune.Checkpoint.from_directory)

@@ -206,3 +206,79 @@ def test_single_domain_datasets_from_an_images_folder_and_from_one_domain(unpair
         feeds.single_domain(m, "A")
     with pytest.raises(DatasetError, match="is paired .*shard a folder of images .*train.domain"):
         feeds.single_domain(mf.read_manifest(paired), None)
+
+
+# --- the semi-paired feed (Triangle GAN) --------------------------------------------------------------------------
+def test_semi_paired_split_is_seeded_stable_nested_and_respects_the_fraction():
+    from pipelines.feeds import is_paired
+
+    keys = [f"sample_{i:05d}" for i in range(20_000)]
+    for f in (0.0, 0.1, 0.3, 1.0):
+        assert sum(is_paired(k, f, 0) for k in keys) / len(keys) == pytest.approx(f, abs=0.01)
+    small = {k for k in keys if is_paired(k, 0.1, 0)}
+    assert small < {k for k in keys if is_paired(k, 0.3, 0)}  # a larger fraction keeps the smaller one's pairs
+    assert small != {k for k in keys if is_paired(k, 0.1, 1)}  # seeded
+    assert small == {k for k in keys if is_paired(k, 0.1, 0)}  # a function of (seed, key): every epoch and rank
+
+
+def test_semi_paired_feed_never_gives_an_unpaired_sample_as_a_pair(paired):
+    """One epoch from real shards through Ray Data: pairs only from the paired part, A and B images only from the
+    unpaired part, B drawn apart from A; ``batch_size`` of each kind in every batch; images traced to the samples
+    by their pixels (two samples may share an edge map: compared as sets of digests)."""
+    import hashlib
+
+    from pipelines import feeds
+
+    def digests(x) -> list[str]:  # model images (N, 3, H, W) in [-1, 1] or stored uint8 HWC → pixel digests
+        if isinstance(x, torch.Tensor):
+            x = ((x + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        return [hashlib.sha256(np.ascontiguousarray(a, dtype=np.uint8).tobytes()).hexdigest() for a in x]
+
+    rows = read_split(paired, "train", with_keys=True).dataset.take_all()
+    part = {True: [], False: []}
+    for r in rows:
+        part[feeds.is_paired(r["key"], 0.5, 0)].append((*digests([r["input"]]), *digests([r["target"]])))
+    ds = feeds.datasets("paired", paired, train_split="train", val_split="val", seed=0, paired_fraction=0.5)
+    assert set(ds) == {"train", "train_b", "train_pairs", "val"} and feeds.unsplit(
+        "paired", semi_paired=True) == ["train_b", "train_pairs"]  # the cycled streams: read whole by every worker
+    config = {"batch_size": 2, "shuffle_buffer": 4, "crop_size": 32, "flip": False, "seed": 0, "paired_fraction": 0.5}
+    batches = list(feeds.train_batches("paired", ds.__getitem__, config, 0, 0, torch.Generator().manual_seed(0)))
+    assert part[True] and len(batches) == len(part[False]) // 2  # one pass over the unpaired part
+    for b in batches:
+        assert set(b) == {"input", "target", "real_a", "real_b"} and all(v.shape[0] == 2 for v in b.values())
+        assert set(zip(digests(b["input"]), digests(b["target"]))) <= set(part[True])  # pairs of the paired part
+        assert set(digests(b["real_a"])) <= {a for a, _ in part[False]}
+        assert set(digests(b["real_b"])) <= {t for _, t in part[False]}
+        assert not set(zip(digests(b["real_a"]), digests(b["real_b"]))) & set(part[False])  # no A beside its own B
+    # the fractions at the ends: no pairs at all, or pairs only
+    assert set(feeds.datasets("paired", paired, train_split="train", val_split="val", seed=0, paired_fraction=0.0)) \
+        == {"train", "train_b", "val"}
+    assert set(feeds.datasets("paired", paired, train_split="train", val_split="val", seed=0, paired_fraction=1.0)) \
+        == {"train", "val"}
+
+
+class _Rows:
+    """In-memory rows that iterate like a Ray dataset shard (for the feed's batch assembly at the ends)."""
+
+    def __init__(self, n: int, fill: int):
+        self.images = torch.full((n, 4, 4, 3), fill, dtype=torch.uint8)
+
+    def iter_torch_batches(self, *, batch_size, drop_last, **_):
+        for i in range(0, len(self.images) - (batch_size - 1 if drop_last else 0), batch_size):
+            yield {"input": self.images[i:i + batch_size], "target": self.images[i:i + batch_size]}
+
+
+def test_semi_paired_batches_without_pairs_only_pairs_and_too_few_pairs():
+    from pipelines import feeds
+    from pipelines.errors import DatasetError
+
+    config = {"batch_size": 2, "shuffle_buffer": 0, "crop_size": 4, "flip": False, "seed": 0}
+    gen = torch.Generator().manual_seed(0)
+    run = lambda f, data: list(feeds.train_batches(  # noqa: E731
+        "paired", data.__getitem__, {**config, "paired_fraction": f}, 0, 0, gen))
+    none = run(0.0, {"train": _Rows(6, 1), "train_b": _Rows(6, 1)})
+    assert len(none) == 3 and all(set(b) == {"real_a", "real_b"} for b in none)
+    only = run(1.0, {"train": _Rows(6, 1)})
+    assert len(only) == 3 and all(set(b) == {"input", "target"} for b in only)
+    with pytest.raises(DatasetError, match=r"paired_fraction 0\.1\) holds fewer than 2 pairs"):
+        run(0.1, {"train": _Rows(6, 1), "train_b": _Rows(6, 1), "train_pairs": _Rows(1, 2)})
