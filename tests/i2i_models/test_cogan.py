@@ -24,7 +24,9 @@ def test_standard_digits_counts_are_the_authors():
     assert {k: (o.defaults["lr"], o.defaults["betas"], o.defaults["weight_decay"]) for k, o in opt.items()} == {
         k: (2e-4, (0.5, 0.999), 5e-4) for k in ("G", "D")}
     assert m.run_length(m.config).unit == "iterations" and m.run_length(m.config).value == 5_000
-    a, b = m.sample_pair(2, seed=0)
+    convs = (G.shared[0][0], G.head_b[0], D.first_a[0], D.shared[-1])
+    assert all(float(conv.bias[0]) == pytest.approx(0.1) for conv in convs)
+    a, b = m.sample_pair(2, seed=0)  # the port's xavier init (bias 0.1) above
     assert a.shape == b.shape == (2, 1, 28, 28) and a.min() >= -1 and a.max() <= 1  # sigmoid mapped to [-1, 1]
 
 
@@ -34,6 +36,8 @@ def test_conv64_photo_counts_as_documented():
     assert (count(G), count(G.shared), count(G.head_a)) == (3_578_826, 3_572_676, 3_075)
     assert (count(D), count(D.shared), count(D.first_a)) == (2_776_071, 2_769_797, 3_137)
     assert m.sample_pair(1, seed=0)[1].shape == (1, 3, 64, 64)
+    w = G.shared[1][0].weight  # N(0, 0.02) init, bias 0 (the Caffe CelebA filler; xavier left photos as noise)
+    assert abs(float(w.std()) - 0.02) < 0.001 and float(G.shared[1][0].bias.abs().max()) == 0
 
 
 def test_config_is_checked():
