@@ -32,6 +32,7 @@ from i2i_models.registry import get_model_class
 from pipelines import cluster, storage, tracking
 from pipelines.errors import ConfigError, DatasetError, I2IError
 from pipelines.manifest import SplitEntry, read_manifest
+from pipelines.pretrained import ship_files
 from pipelines.schema import StrictModel, check_name
 
 log = logging.getLogger(__name__)
@@ -310,8 +311,6 @@ def run_train(*, model: str, model_args: dict, loss_weights: dict, train: TrainC
                                                            paired_fraction=fraction))
     init_ray(ray_config)
     datasets = datasets_for(train, fraction)  # every shard checked against the manifest before any run exists
-    from pipelines.pretrained import ship_files
-
     files, origins = ship_files(model, model_args, train.storage_path, mlflow)  # DTN's f: resolved once, here
     mlflow_run = tracking.run_for(mlflow, name, {"i2i.model": model, "i2i.dataset": manifest.dataset,
                                                  "i2i.dataset_id": manifest.id,

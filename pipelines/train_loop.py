@@ -34,6 +34,7 @@ from i2i_models.base import I2IModel, unwrap
 from i2i_models.registry import get_model
 from pipelines import feeds, metrics
 from pipelines.errors import DatasetError
+from pipelines.pretrained import fetch_files
 
 STATE_FILE = "train_state.pt"
 
@@ -62,8 +63,6 @@ def build_model(config: dict, device: torch.device, world_size: int, rank: int =
     import ray.train.torch
 
     torch.manual_seed(config["seed"])
-    from pipelines.pretrained import fetch_files
-
     # files the model is built from (DTN's f), shipped by the driver to storage: read here as local copies
     args = {**config["model_args"], **fetch_files(config.get("files", {}))}
     model = get_model(config["model"], loss_weights=config["loss_weights"], **args)

@@ -43,8 +43,8 @@ from i2i_models.registry import get_model_class
 from pipelines import cluster, storage, tracking
 from pipelines.data import TASK_CPUS
 from pipelines.errors import ConfigError, I2IError
-from pipelines.schema import StrictModel
-from pipelines.schema import check_name
+from pipelines.pretrained import ship_files
+from pipelines.schema import StrictModel, check_name
 from pipelines.train import TrainConfig, loop_config, plan_run
 
 log = logging.getLogger(__name__)
@@ -288,7 +288,8 @@ def run_tune(*, model: str, model_args: dict, loss_weights: dict, train: TrainCo
     base = {**loop_config(model, model_args, loss_weights, trial_train, mlflow_uri=mlflow.uri(),
                           objective={"kid_weight": cfg.kid_weight, "feature_net": cfg.feature_net}),
             "train_section": trial_train.model_dump(), "tune_name": name, "mlflow_parent": parent,
-            "mlflow_experiment": mlflow.experiment, "trial_storage": storage.join(storage.absolute(cfg.storage_path), name, "_train")}
+            "mlflow_experiment": mlflow.experiment, "trial_storage": storage.join(storage.absolute(cfg.storage_path), name, "_train"),
+            "files": ship_files(model, model_args, cfg.storage_path, mlflow)[0]}  # DTN's f, for every trial's workers
     baseline = _baseline_point(model, model_args, loss_weights, trial_train, cfg)
     in_process = cfg.scheduler == "pbt" or cfg.workers_per_trial == 1
     trainable = tune.with_resources(tune.with_parameters(loop_trial if in_process else ray_train_trial, base=base),
