@@ -36,7 +36,7 @@ def _gpu(use_gpu: bool | None) -> str:
 def train(cfg: PipelineConfig) -> dict:
     """Run name and folder, the data it reads, the workers and resources it asks for, steps per epoch and in all,
     and whether it would train, resume or do nothing."""
-    from pipelines.train import batch_plan, epoch_images, finished_run, plan_run, run_plan
+    from pipelines.train import batch_plan, epoch_images, finished_run, paired_fraction, plan_run, run_plan
 
     t = cfg.require("train")
     family = get_model_class(cfg.model.name)
@@ -51,7 +51,8 @@ def train(cfg: PipelineConfig) -> dict:
                                  "sizes the run"}
     name, run_dir, manifest = plan_run(**cfg.train_args())
     split = manifest.splits.get(t.train_split)
-    images = epoch_images(split, family.data_mode, t.domain) if split else 0  # single-domain: train.domain's images
+    images = epoch_images(split, family.data_mode, t.domain,  # single-domain: train.domain's; semi-paired: unpaired
+                          paired_fraction=paired_fraction(cfg.model.name, cfg.model.args)) if split else 0
     run = run_plan(cfg.model.name, cfg.model.args, t, images) if split else None
     if finished_run(**cfg.train_args()) is not None:
         action = "nothing: this run has finished"
