@@ -61,7 +61,8 @@ def authors_form(model, batch):
         d2_real, d2_fake = torch.sigmoid(D2(x_u, y_gen)), torch.sigmoid(D2(x_gen, y_u))
     return {"d1_real": -log(d1_real).mean(), "d1_fake_ab": -log(1 - d1_fake_y).mean(),
             "d1_fake_ba": -log(1 - d1_fake_x).mean(), "d2_ab": -log(d2_real).mean(),
-            "d2_ba": -log(1 - d2_fake).mean(), "gan1_ab": -log(d1_fake_y).mean(), "gan2_ab": -log(1 - d2_real).mean(),
+            "d2_ba": -log(1 - d2_fake).mean(), "gan1_ab": -log(d1_fake_y).mean(),
+            "gan2_ab": -log(1 - d2_real).mean(),
             "gan1_ba": -log(d1_fake_x).mean(), "gan2_ba": -log(d2_fake).mean()}
 
 
