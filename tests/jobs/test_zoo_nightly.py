@@ -3,6 +3,7 @@ pipeline as users run it: `ray job submit` of `jobs.nightly` with the family's d
 training → evaluation → registry → promotion), then `i2i translate` (Ray Data replicas, each a fresh process that
 loads `@champion` from the registry) with the family's conditions, or `--sample`."""
 
+import io
 import json
 import os
 import re
@@ -200,6 +201,64 @@ def test_dtn_nightly_with_f_from_a_file_then_champion_serves_without_it(ray_head
     assert translate_job.main([*base, "--direction", "b2a", str(src), str(tmp_path / "out_ba")]) == 2
     assert "DTN translates one way" in capsys.readouterr().err
 
+
+def test_cogan_nightly_to_champion_then_translates_by_latent_search(ray_head, ray_cluster, mlflow_server, demo_root,
+                                                                     tmp_path, capsys):
+    """CoGAN through `ray job submit` of `jobs.nightly` with its demo config (2 Ray Train workers, the coupled nets
+    in one DDP wrapper each, validation by latent search under no_grad), registered and promoted on kid; then `i2i
+    translate --steps N --seed S` from `@champion` in Ray Data replicas: each file is the registered model's
+    G_b(z*) of its input for those steps and that seed, `--steps` reaches the model (0 and 20 steps differ), an
+    out-of-range `--steps` is refused on the driver, and the MLflow pyfunc serves the default steps."""
+    import mlflow.pyfunc
+    import torch
+
+    from pipelines.register import load_model
+    from pipelines.tracking import MlflowConfig
+    from pipelines.translate import _png, _to_input
+
+    shards = str(tmp_path / "shards")
+    name = f"i2i-cogan-{uuid.uuid4().hex[:8]}"
+    sets = {"shard.source": f"{demo_root}/photo2winter", "shard.output": shards, "shard.load_size": 16,
+            "shard.num_shards": 2, "model.args": "{arch: conv64, image_size: 16, in_channels: 3, nz: 8, ngf: 4, "
+                                                 "ndf: 4, n_iters: 4, translate_steps: 2, translate_lr: 5.0}",
+            "train.dataset": shards, "train.crop_size": 16, "train.global_batch_size": 4,
+            "train.storage_path": str(tmp_path / "runs"), "mlflow.tracking_uri": mlflow_server,
+            "evaluate.batch_size": 8, "registry.name": name, "mlflow.experiment": f"zoo-nightly-{name}"}
+    args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
+    r = submit(ray_head, "python", "-m", "jobs.nightly", "--config", "jobs/configs/cogan_demo.yaml", *args)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    summary = json.loads(r.stdout[r.stdout.index('{\n "status"'): r.stdout.rindex("}") + 1])
+    assert summary["promote"]["decision"] == "promoted" and summary["train"]["metrics"]["step"] == 4
+    assert {"loss_gan", "loss_d_real", "loss_d_fake", "val_kid"} <= set(summary["train"]["metrics"])
+    assert {"fid", "kid", "l1", "fid_ba"} <= set(summary["evaluate"]["metrics"])
+    client = mlflow.MlflowClient(mlflow_server, registry_uri=mlflow_server)
+    version = summary["register"]["version"]
+    assert client.get_model_version_by_alias(name, "champion").version == version
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for f in sorted(os.listdir(f"{demo_root}/photo2winter/testA"))[:2]:
+        Image.open(f"{demo_root}/photo2winter/testA/{f}").save(src / f)
+    served = load_model(f"models:/{name}/{version}", MlflowConfig(tracking_uri=mlflow_server))
+    base = ["--set", f"mlflow.tracking_uri={mlflow_server}", "--model", f"models:/{name}@champion", "--seed", "2"]
+    got = {}
+    for steps in (0, 20):  # translate_lr 5: a few steps move this tiny, barely trained G by whole pixel levels
+        out = tmp_path / f"out{steps}"
+        assert translate_job.main([*base, "--steps", str(steps), str(src), str(out)]) == 0, \
+            capsys.readouterr().err[-3000:]
+        assert json.loads(capsys.readouterr().out)["written"] == 2
+        for f in sorted(os.listdir(src)):  # the replica's file = the registered model's G_b(z*) of that input
+            x = _to_input(Image.open(src / f).convert("RGB"), 16)[None]
+            want = np.asarray(Image.open(io.BytesIO(_png(served.translate(x, steps=steps, seed=2)[0]))), np.int16)
+            got[steps, f] = np.asarray(Image.open(out / f"{os.path.splitext(f)[0]}.png"), dtype=np.int16)
+            assert np.abs(got[steps, f] - want).max() <= 1  # ±1: float rounding across processes' thread counts
+    assert any(np.abs(got[0, f] - got[20, f]).max() > 1 for f in os.listdir(src))
+    assert translate_job.main([*base, "--steps", "-1", str(src), str(tmp_path / "bad")]) == 2
+    assert "steps must be in [0, " in capsys.readouterr().err
+
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@champion")  # the served path: default steps, under no_grad
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 3, 16, 16)).astype("float32")
+    np.testing.assert_allclose(pyfunc.predict(x), served.translate(torch.from_numpy(x)).numpy(), atol=1e-5)
 
 
 def test_triangle_gan_semi_paired_nightly_to_champion_translates_both_ways(ray_head, ray_cluster, mlflow_server,
