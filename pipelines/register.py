@@ -99,12 +99,14 @@ def load_model(uri: str, mlflow_cfg: tracking.MlflowConfig | None = None) -> I2I
 def _params(model: I2IModel) -> dict:
     """The pyfunc's inference params (their defaults): the family's ``translate`` conditions."""
     params: dict = {}
-    if model.data_mode == "unpaired":
+    if model.data_mode == "unpaired" or model.semi_paired:  # two generators: a2b and b2a (Triangle GAN's too)
         params["direction"] = "a2b"
     if model.data_mode == "labeled":
         params["domain"] = 0
     if model.multimodal:
         params["seed"] = 0
+    if hasattr(model.config, "translate_steps"):  # CoGAN's latent search
+        params["steps"] = model.config.translate_steps
     return params
 
 

@@ -321,7 +321,8 @@ def _folder_inputs(source: str, max_bytes: int) -> _Inputs:
 
 
 def _shard_inputs(manifest: str, split: str | None, direction: str | None) -> _Inputs:
-    """The split's images (paired: the inputs; two-domain: domain A, or B for b2a; labeled: all), named by key."""
+    """The split's images (paired: the inputs, or the targets for b2a; two-domain: domain A, or B for b2a;
+    labeled: all), named by key."""
     from pipelines.data import TASK_CPUS, read_split
     from pipelines.manifest import read_manifest
 
@@ -331,7 +332,7 @@ def _shard_inputs(manifest: str, split: str | None, direction: str | None) -> _I
         raise DatasetError(f"dataset '{m.dataset}' has no split '{split}'; it has: {', '.join(m.splits)}")
     domain = (m.domains[1] if direction == "b2a" else m.domains[0]) if m.data_mode == "unpaired" else None
     shards = read_split(manifest, split, domain=domain, with_keys=True)
-    column = "input" if m.data_mode == "paired" else "image"
+    column = ("target" if direction == "b2a" else "input") if m.data_mode == "paired" else "image"
     ds = shards.dataset.map_batches(lambda b: {"name": b["key"], "image": b[column]}, batch_format="numpy",
                                     zero_copy_batch=False, num_cpus=TASK_CPUS)
     count = m.splits[split].domains.get(domain, 0) if domain else m.splits[split].samples

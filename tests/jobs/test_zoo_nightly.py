@@ -261,14 +261,21 @@ def test_cogan_nightly_to_champion_then_translates_by_latent_search(ray_head, ra
     pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@champion")  # the served path: default steps, under no_grad
     x = np.random.default_rng(0).uniform(-1, 1, (2, 3, 16, 16)).astype("float32")
     np.testing.assert_allclose(pyfunc.predict(x), served.translate(torch.from_numpy(x)).numpy(), atol=1e-5)
+    np.testing.assert_allclose(pyfunc.predict(x, params={"steps": 2}),  # and takes the steps as a param
+                               served.translate(torch.from_numpy(x), steps=2).numpy(), atol=1e-5)
 
 
 def test_triangle_gan_semi_paired_nightly_to_champion_translates_both_ways(ray_head, ray_cluster, mlflow_server,
                                                                           demo_root, tmp_path, capsys):
     """Triangle GAN through `ray job submit` of `jobs.nightly` with its demo config (tiny nets): the demo facades
     sharded as pairs, 2 Ray Train workers on semi-paired batches (30% pairs), paired evaluation (L1/PSNR/SSIM/FID of
-    a→b on the val pairs), registry, promotion on l1; then `i2i translate` from `@champion` a→b (label maps) and b→a
-    (facades), the b→a files being the registered G_ba's outputs."""
+    a→b on the val pairs), registry, promotion on l1; then `i2i translate` from `@champion` a→b (a folder of label
+    maps) and b→a (the sharded pairs: their targets), each file being the registered G_ab's / G_ba's output, and the
+    MLflow pyfunc serving b→a by its `direction` param."""
+    import mlflow.pyfunc
+    import torch
+
+    from pipelines.data import read_split
     from pipelines.register import load_model
     from pipelines.tracking import MlflowConfig
     from pipelines.translate import _to_input
@@ -295,22 +302,33 @@ def test_triangle_gan_semi_paired_nightly_to_champion_translates_both_ways(ray_h
     assert {k: float(client.get_model_version(name, version).tags[f"eval.{k}"]) for k in got} == got
     assert client.get_model_version_by_alias(name, "champion").version == version
 
-    halves = {"a2b": tmp_path / "label", "b2a": tmp_path / "facade"}  # the A (left) and B (right) halves
-    for i, d in enumerate(halves.values()):
-        d.mkdir()
-        for f in sorted(os.listdir(f"{demo_root}/facades/val"))[:2]:
-            im = Image.open(f"{demo_root}/facades/val/{f}").convert("RGB")
-            w = im.width // 2
-            im.crop((i * w, 0, (i + 1) * w, im.height)).save(d / f)
+    def png(t):  # a translation as the PNG's pixels
+        return ((t.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy().astype(np.int16)
+
     served = load_model(f"models:/{name}/{version}", MlflowConfig(tracking_uri=mlflow_server))
-    for direction, src in halves.items():
-        out = tmp_path / f"out_{direction}"
-        args = ["--set", f"mlflow.tracking_uri={mlflow_server}", "--model", f"models:/{name}@champion",
-                "--direction", direction, str(src), str(out)]
-        assert translate_job.main(args) == 0, capsys.readouterr().err[-3000:]
-        assert json.loads(capsys.readouterr().out)["written"] == 2
-        for f in sorted(os.listdir(src)):
-            want = served.translate(_to_input(Image.open(src / f).convert("RGB"), 16)[None], direction=direction)
-            want = ((want[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy().astype(np.int16)
-            written = np.asarray(Image.open((out / f).with_suffix(".png")), dtype=np.int16)
-            assert np.abs(written - want).max() <= 1, (direction, f)  # ±1: float rounding across thread counts
+    base = ["--set", f"mlflow.tracking_uri={mlflow_server}", "--model", f"models:/{name}@champion"]
+    labels = tmp_path / "label"  # a2b from a folder of label maps (the A halves)
+    labels.mkdir()
+    for f in sorted(os.listdir(f"{demo_root}/facades/val"))[:2]:
+        im = Image.open(f"{demo_root}/facades/val/{f}").convert("RGB")
+        im.crop((0, 0, im.width // 2, im.height)).save(labels / f)
+    assert translate_job.main([*base, "--direction", "a2b", str(labels), str(tmp_path / "out_ab")]) == 0, \
+        capsys.readouterr().err[-3000:]
+    assert json.loads(capsys.readouterr().out)["written"] == 2
+    for f in sorted(os.listdir(labels)):
+        want = png(served.translate(_to_input(Image.open(labels / f).convert("RGB"), 16)[None])[0])
+        written = np.asarray(Image.open(tmp_path / "out_ab" / f"{os.path.splitext(f)[0]}.png"), dtype=np.int16)
+        assert np.abs(written - want).max() <= 1, f  # ±1: float rounding across thread counts
+    # b2a from the sharded pairs: G_ba reads each pair's target (the facade), not its input
+    assert translate_job.main([*base, "--direction", "b2a", shards, str(tmp_path / "out_ba")]) == 0, \
+        capsys.readouterr().err[-3000:]
+    rows = read_split(shards, "val", with_keys=True).dataset.take_all()
+    assert json.loads(capsys.readouterr().out)["written"] == len(rows)
+    for row in rows[:2]:
+        want = png(served.translate(_to_input(Image.fromarray(row["target"]), 16)[None], direction="b2a")[0])
+        written = np.asarray(Image.open(tmp_path / "out_ba" / f"{row['key']}.png"), dtype=np.int16)
+        assert np.abs(written - want).max() <= 1, row["key"]
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@champion")  # the served pyfunc takes the direction too
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 3, 16, 16)).astype("float32")
+    np.testing.assert_allclose(pyfunc.predict(x, params={"direction": "b2a"}),
+                               served.translate(torch.from_numpy(x), direction="b2a").numpy(), atol=1e-5)
