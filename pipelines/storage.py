@@ -113,6 +113,8 @@ def redact_uri(uri: str) -> str:
             secret = sep and _secret_key(k)
             parts.append(f"{k}=***" if secret else item)
         query = "&".join(parts)
+    if (netloc, query) == (parsed.netloc, parsed.query):  # nothing to hide: as given (urlunparse would turn
+        return uri                                        # sqlite:////abs/path into sqlite://abs/path)
     return urlunparse(parsed._replace(netloc=netloc, query=query))
 
 
@@ -128,7 +130,10 @@ def strip_credentials(uri: str) -> str:
         return uri
     query = "&".join(item for item in parsed.query.split("&") if item and not (
         "=" in item and _secret_key(item.partition("=")[0])))
-    return urlunparse(parsed._replace(netloc=parsed.netloc.rsplit("@", 1)[-1], query=query))
+    netloc = parsed.netloc.rsplit("@", 1)[-1]
+    if (netloc, query) == (parsed.netloc, parsed.query):  # nothing to drop: as given (see redact_uri)
+        return uri
+    return urlunparse(parsed._replace(netloc=netloc, query=query))
 
 
 def redact(text: str) -> str:
