@@ -28,6 +28,14 @@ CONDITIONS = {"munit": [["--seed", "3", "--num-styles", "2"], ["--reference", "R
               "stargan_v2": [["--domain", "2", "--seed", "1", "--num-styles", "2"], ["--domain", "1", "--reference", "REF"]]}
 
 
+def nightly(ray_head, config: str, sets: dict) -> tuple[dict, str]:
+    """`ray job submit` of `jobs.nightly` with ``config`` and ``--set`` overrides: (its JSON summary, its log)."""
+    args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
+    r = submit(ray_head, "python", "-m", "jobs.nightly", "--config", config, *args)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    return json.loads(r.stdout[r.stdout.index('{\n "status"'): r.stdout.rindex("}") + 1]), r.stdout
+
+
 @pytest.mark.parametrize("family", list(TINY))
 def test_nightly_registers_and_champion_translates_with_conditions(family, ray_head, ray_cluster, mlflow_server,
                                                                    demo_root, tmp_path, capsys):
@@ -38,10 +46,7 @@ def test_nightly_registers_and_champion_translates_with_conditions(family, ray_h
             "train.epochs": 1, "train.storage_path": str(tmp_path / "runs"), "mlflow.tracking_uri": mlflow_server,
             "evaluate.batch_size": 8, "evaluate.num_styles": 2, "registry.name": name,
             "mlflow.experiment": f"zoo-nightly-{name}"}
-    args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
-    r = submit(ray_head, "python", "-m", "jobs.nightly", "--config", f"jobs/configs/{family}_demo.yaml", *args)
-    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
-    summary = json.loads(r.stdout[r.stdout.index('{\n "status"'): r.stdout.rindex("}") + 1])
+    summary, _ = nightly(ray_head, f"jobs/configs/{family}_demo.yaml", sets)
     version = summary["register"]["version"]
     assert summary["register"]["name"] == name and summary["promote"]["decision"] == "promoted"
     got = summary["evaluate"]["metrics"]
@@ -111,15 +116,12 @@ def test_single_domain_family_nightly_to_champion_then_samples(ray_head, ray_clu
             "train.crop_size": 16, "train.epochs": 1, "train.global_batch_size": 4,
             "train.storage_path": str(tmp_path / "runs"), "mlflow.tracking_uri": mlflow_server,
             "evaluate.batch_size": 8, "registry.name": name, "mlflow.experiment": f"zoo-nightly-{name}"}
-    args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
-    r = submit(ray_head, "python", "-m", "jobs.nightly", "--config", "jobs/configs/basics_demo.yaml", *args)
-    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
-    summary = json.loads(r.stdout[r.stdout.index('{\n "status"'): r.stdout.rindex("}") + 1])
+    summary, log = nightly(ray_head, "jobs/configs/basics_demo.yaml", sets)
     version = summary["register"]["version"]
     assert summary["promote"]["decision"] == "promoted"
     # the job's log: the epoch's line once (not doubled by Ray Train's print patch), in the run's totals
     steps = summary["train"]["metrics"]["step"]
-    assert len(re.findall(rf"\[i2i\] epoch 1/1 step {steps}/{steps} \(100%\) — epoch done", r.stdout)) == 1
+    assert len(re.findall(rf"\[i2i\] epoch 1/1 step {steps}/{steps} \(100%\) — epoch done", log)) == 1
     # training: each rank validated one held-out A image against one sample of seed (run seed · 1000003 + rank ·
     # 10007 + batch index); the ranks' statistics combined give the KID of both against both
     trained, m = I2IModel.from_pretrained(summary["train"]["checkpoint"]), summary["train"]["metrics"]
@@ -171,10 +173,7 @@ def test_dtn_nightly_with_f_from_a_file_then_champion_serves_without_it(ray_head
             "train.dataset": shards, "train.crop_size": 16, "train.global_batch_size": 4,
             "train.storage_path": str(tmp_path / "runs"), "mlflow.tracking_uri": mlflow_server,
             "evaluate.batch_size": 8, "registry.name": name, "mlflow.experiment": f"zoo-nightly-{name}"}
-    args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
-    r = submit(ray_head, "python", "-m", "jobs.nightly", "--config", "jobs/configs/dtn_demo.yaml", *args)
-    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
-    summary = json.loads(r.stdout[r.stdout.index('{\n "status"'): r.stdout.rindex("}") + 1])
+    summary, _ = nightly(ray_head, "jobs/configs/dtn_demo.yaml", sets)
     assert summary["promote"]["decision"] == "promoted" and summary["train"]["metrics"]["step"] == 4
     got = summary["evaluate"]["metrics"]
     assert {"fid", "kid", "l1", "psnr"} <= set(got) and not any(k.endswith("_ba") for k in got)
@@ -224,10 +223,7 @@ def test_cogan_nightly_to_champion_then_translates_by_latent_search(ray_head, ra
             "train.dataset": shards, "train.crop_size": 16, "train.global_batch_size": 4,
             "train.storage_path": str(tmp_path / "runs"), "mlflow.tracking_uri": mlflow_server,
             "evaluate.batch_size": 8, "registry.name": name, "mlflow.experiment": f"zoo-nightly-{name}"}
-    args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
-    r = submit(ray_head, "python", "-m", "jobs.nightly", "--config", "jobs/configs/cogan_demo.yaml", *args)
-    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
-    summary = json.loads(r.stdout[r.stdout.index('{\n "status"'): r.stdout.rindex("}") + 1])
+    summary, _ = nightly(ray_head, "jobs/configs/cogan_demo.yaml", sets)
     assert summary["promote"]["decision"] == "promoted" and summary["train"]["metrics"]["step"] == 4
     assert {"loss_gan", "loss_d_real", "loss_d_fake", "val_kid"} <= set(summary["train"]["metrics"])
     assert {"fid", "kid", "l1", "fid_ba"} <= set(summary["evaluate"]["metrics"])
@@ -288,10 +284,7 @@ def test_triangle_gan_semi_paired_nightly_to_champion_translates_both_ways(ray_h
             "train.dataset": shards, "train.crop_size": 16, "train.epochs": 1, "train.global_batch_size": 4,
             "train.storage_path": str(tmp_path / "runs"), "mlflow.tracking_uri": mlflow_server,
             "evaluate.batch_size": 8, "registry.name": name, "mlflow.experiment": f"zoo-nightly-{name}"}
-    args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
-    r = submit(ray_head, "python", "-m", "jobs.nightly", "--config", "jobs/configs/triangle_gan_demo.yaml", *args)
-    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
-    summary = json.loads(r.stdout[r.stdout.index('{\n "status"'): r.stdout.rindex("}") + 1])
+    summary, _ = nightly(ray_head, "jobs/configs/triangle_gan_demo.yaml", sets)
     version = summary["register"]["version"]
     assert summary["promote"]["decision"] == "promoted"
     m = summary["train"]["metrics"]  # every term trained, D1's real term on real pairs; validated as pairs
